@@ -1,0 +1,178 @@
+//! Parsing and validating settings shared by both binaries.
+//!
+//! Every error names the variable and what is expected in one line, because a
+//! misconfigured service should stop with a sentence an operator can act on,
+//! not a backtrace. Values are never echoed back when they may be secret.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}: {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub expected: String,
+}
+
+impl ConfigError {
+    pub fn new(variable: &'static str, expected: impl Into<String>) -> Self {
+        Self {
+            variable,
+            expected: expected.into(),
+        }
+    }
+}
+
+/// The database a writer loads into, chosen by the URL's scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+const DATABASE_URL_EXPECTED: &str =
+    "expected postgres://user:pass@host:5432/db or sqlite:///path/to/file.db";
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(ConfigError::new("DATABASE_URL", format!("is empty; {DATABASE_URL_EXPECTED}")));
+        }
+        if let Some(rest) = raw.strip_prefix("sqlite:") {
+            // sqlite:///abs/path, sqlite://relative/path and sqlite:relative/path.
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() || path.ends_with('/') {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    format!("names no SQLite file; {DATABASE_URL_EXPECTED}"),
+                ));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            let after_scheme = raw.split_once("://").map(|(_, r)| r).unwrap_or_default();
+            let host_part = after_scheme.rsplit_once('@').map_or(after_scheme, |(_, h)| h);
+            let host = host_part.split(['/', '?']).next().unwrap_or_default();
+            if host.is_empty() && !after_scheme.contains("host=") {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    format!("has no host; {DATABASE_URL_EXPECTED}"),
+                ));
+            }
+            return Ok(DatabaseUrl::Postgres(raw.to_owned()));
+        }
+        // Do not echo the URL: it may carry a password.
+        let scheme = raw.split_once(':').map_or("none", |(s, _)| s);
+        let scheme: String = scheme.chars().take(20).collect();
+        Err(ConfigError::new(
+            "DATABASE_URL",
+            format!("unsupported scheme '{scheme}'; {DATABASE_URL_EXPECTED}"),
+        ))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Postgres(_) => "postgres",
+            DatabaseUrl::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(ConfigError::new("LOG_FORMAT", "expected text or json")),
+        }
+    }
+}
+
+/// Reads an optional variable from the process environment (after `.env`).
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Parses an optional numeric variable, or returns the default.
+pub fn env_parse<T: FromStr>(
+    name: &'static str,
+    default: T,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    match env_var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(name, expected.to_owned())),
+    }
+}
+
+/// Parses an optional millisecond duration variable.
+pub fn env_millis(name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+    env_parse(name, default_ms, "expected a whole number of milliseconds").map(Duration::from_millis)
+}
+
+/// Queue URL validation: an `http(s)://` SQS URL.
+pub fn parse_queue_url(raw: &str) -> Result<String, ConfigError> {
+    let raw = raw.trim();
+    if (raw.starts_with("http://") || raw.starts_with("https://")) && raw.len() > "https://".len() {
+        Ok(raw.to_owned())
+    } else {
+        Err(ConfigError::new(
+            "QUEUE_URL",
+            "expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db").unwrap(),
+            DatabaseUrl::Sqlite("/tmp/x.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://rel/x.db").unwrap(),
+            DatabaseUrl::Sqlite("rel/x.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:x.db").unwrap(),
+            DatabaseUrl::Sqlite("x.db".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u:p@localhost:5432/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        let err = DatabaseUrl::parse("mysql://root:secret@h/db").unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("secret"));
+        assert!(DatabaseUrl::parse("postgres://").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("").is_err());
+        assert!(DatabaseUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn log_format() {
+        assert_eq!("json".parse::<LogFormat>().unwrap(), LogFormat::Json);
+        assert_eq!("TEXT".parse::<LogFormat>().unwrap(), LogFormat::Text);
+        assert!("xml".parse::<LogFormat>().is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Shared core of Sluice: everything both binaries agree on.
+//!
+//! The ingest service and the writer meet only at the queue, so the pieces they
+//! must agree on — the wire format, the record shapes, how PII is masked, how
+//! the queue and the databases are reached — live here, one module per concept.
+
+pub mod backoff;
+pub mod classify;
+pub mod config;
+pub mod login;
+pub mod masking;
+pub mod queue;
+pub mod records;
+pub mod sink;
+pub mod telemetry;
+pub mod wire;

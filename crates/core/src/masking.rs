@@ -1,0 +1,476 @@
+//! PII masking: one key, four strategies, a policy that maps fields to them.
+//!
+//! `PII_KEY` (32 random bytes, base64) is never used directly: HKDF-SHA-256
+//! derives one subkey for AES-SIV encryption, one for HMAC hashing and a public
+//! key id, so no key serves two purposes. Every masked value carries the key
+//! id, which is what makes rotation possible: values made under an older key
+//! still say which key `recover` needs.
+//!
+//! AES-SIV is deterministic on purpose: equal inputs give equal outputs, so
+//! duplicates and joins survive masking while the value stays recoverable for
+//! whoever holds the key.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use aes_siv::KeyInit;
+use aes_siv::siv::Aes256Siv;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::config::ConfigError;
+
+/// Prefix of values made with `encrypt`.
+pub const ENCRYPTED_PREFIX: &str = "enc";
+/// Prefix of values made with `hash`.
+pub const HASHED_PREFIX: &str = "hmac";
+
+const HOW_TO_MAKE_A_KEY: &str =
+    "expected 32 random bytes in base64; make one with `openssl rand -base64 32`";
+
+/// One PII key and the subkeys derived from it.
+#[derive(Clone)]
+pub struct PiiKey {
+    id: String,
+    siv_key: [u8; 64],
+    hmac_key: [u8; 32],
+}
+
+impl std::fmt::Debug for PiiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PiiKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl PiiKey {
+    /// Parses a base64 key of exactly 32 bytes. `variable` names the setting
+    /// in the error.
+    pub fn from_base64(variable: &'static str, encoded: &str) -> Result<Self, ConfigError> {
+        let bytes = STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| ConfigError::new(variable, format!("is not valid base64; {HOW_TO_MAKE_A_KEY}")))?;
+        let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            ConfigError::new(
+                variable,
+                format!("decodes to {} bytes, not 32; {HOW_TO_MAKE_A_KEY}", bytes.len()),
+            )
+        })?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    pub fn from_bytes(secret: &[u8; 32]) -> Self {
+        let hkdf = Hkdf::<Sha256>::new(Some(b"sluice pii v1"), secret);
+        let mut siv_key = [0u8; 64];
+        let mut hmac_key = [0u8; 32];
+        let mut id = [0u8; 4];
+        // Expanding into these fixed lengths cannot fail (limit is 255 * 32).
+        let _ = hkdf.expand(b"encrypt: aes-256-siv", &mut siv_key);
+        let _ = hkdf.expand(b"hash: hmac-sha-256", &mut hmac_key);
+        let _ = hkdf.expand(b"key id", &mut id);
+        let id = id.iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            id,
+            siv_key,
+            hmac_key,
+        }
+    }
+
+    /// Public identifier of the key; travels in every masked value.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn cipher(&self) -> Aes256Siv {
+        Aes256Siv::new((&self.siv_key).into())
+    }
+}
+
+/// The current key, used for new values, and older keys kept for `recover`.
+#[derive(Clone, Debug)]
+pub struct Keyring {
+    current: PiiKey,
+    older: Vec<PiiKey>,
+}
+
+impl Keyring {
+    pub fn new(current: PiiKey, older: Vec<PiiKey>) -> Self {
+        Self { current, older }
+    }
+
+    pub fn current(&self) -> &PiiKey {
+        &self.current
+    }
+
+    fn by_id(&self, id: &str) -> Option<&PiiKey> {
+        std::iter::once(&self.current)
+            .chain(&self.older)
+            .find(|k| k.id == id)
+    }
+}
+
+/// What to do with a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Deterministic AES-SIV; recoverable with the key.
+    Encrypt,
+    /// Keyed HMAC-SHA-256; one way.
+    Hash,
+    /// Keep the /24 (IPv4) or /48 (IPv6) network.
+    TruncateIp,
+    /// Remove the field.
+    Drop,
+    /// Keep as is (lets a policy file switch a default off).
+    Keep,
+}
+
+/// Field name → strategy. Names match case-insensitively, at any depth.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    fields: HashMap<String, Strategy>,
+}
+
+/// Fields masked when no policy file says otherwise. Identifiers that an
+/// operator may need back are encrypted; free text that merely fingerprints
+/// (user agents) is hashed.
+const DEFAULT_POLICY: &[(&str, Strategy)] = &[
+    // User-login records.
+    ("ip", Strategy::Encrypt),
+    ("device_id", Strategy::Encrypt),
+    // TUNE/HasOffers events: network addresses, device and advertising ids.
+    ("session_ip", Strategy::Encrypt),
+    ("user_agent", Strategy::Hash),
+    ("ios_ifa", Strategy::Encrypt),
+    ("ios_ifv", Strategy::Encrypt),
+    ("google_aid", Strategy::Encrypt),
+    ("android_id", Strategy::Encrypt),
+    ("windows_aid", Strategy::Encrypt),
+    ("unknown_id", Strategy::Encrypt),
+    ("mac_address", Strategy::Encrypt),
+    ("customer_id", Strategy::Encrypt),
+    ("browser_id", Strategy::Encrypt),
+    ("email", Strategy::Encrypt),
+    // Free-text sub ids that publishers and advertisers fill with identifiers.
+    ("aff_sub", Strategy::Encrypt),
+    ("aff_sub2", Strategy::Encrypt),
+    ("aff_sub3", Strategy::Encrypt),
+    ("aff_sub4", Strategy::Encrypt),
+    ("aff_sub5", Strategy::Encrypt),
+    ("adv_sub", Strategy::Encrypt),
+    ("adv_sub2", Strategy::Encrypt),
+    ("adv_sub3", Strategy::Encrypt),
+    ("adv_sub4", Strategy::Encrypt),
+    ("adv_sub5", Strategy::Encrypt),
+    ("adv_unique1", Strategy::Encrypt),
+    ("adv_unique2", Strategy::Encrypt),
+    ("adv_unique3", Strategy::Encrypt),
+    ("adv_unique4", Strategy::Encrypt),
+    ("adv_unique5", Strategy::Encrypt),
+    ("affiliate_unique1", Strategy::Encrypt),
+    ("affiliate_unique2", Strategy::Encrypt),
+    ("affiliate_unique3", Strategy::Encrypt),
+    ("affiliate_unique4", Strategy::Encrypt),
+    ("affiliate_unique5", Strategy::Encrypt),
+    ("affiliate_click_id", Strategy::Encrypt),
+    // URLs carry the sub ids above in their query strings.
+    ("click_url", Strategy::Encrypt),
+    ("referral_url", Strategy::Encrypt),
+];
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            fields: DEFAULT_POLICY
+                .iter()
+                .map(|(name, strategy)| ((*name).to_owned(), *strategy))
+                .collect(),
+        }
+    }
+}
+
+impl Policy {
+    /// The defaults with a JSON policy file (`{"field": "strategy", ...}`)
+    /// laid over them.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("PII_POLICY_FILE", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let overrides: HashMap<String, Strategy> = serde_json::from_str(&text).map_err(|e| {
+            ConfigError::new(
+                "PII_POLICY_FILE",
+                format!(
+                    "expected a JSON object mapping field names to encrypt, hash, truncate_ip, drop or keep ({e})"
+                ),
+            )
+        })?;
+        let mut policy = Self::default();
+        for (name, strategy) in overrides {
+            policy.fields.insert(name.to_ascii_lowercase(), strategy);
+        }
+        Ok(policy)
+    }
+
+    pub fn strategy(&self, field: &str) -> Strategy {
+        if let Some(s) = self.fields.get(field) {
+            return *s;
+        }
+        if field.bytes().any(|b| b.is_ascii_uppercase()) {
+            if let Some(s) = self.fields.get(&field.to_ascii_lowercase()) {
+                return *s;
+            }
+        }
+        Strategy::Keep
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecoverError {
+    #[error("not a value made by the encrypt strategy (expected {ENCRYPTED_PREFIX}:<key id>:<data>)")]
+    NotEncrypted,
+    #[error("made with key id {0}, which is not configured (set it in PII_KEY or PII_OLD_KEYS)")]
+    UnknownKey(String),
+    #[error("the value is corrupt or was not made with key id {0}")]
+    Corrupt(String),
+}
+
+/// Applies a [`Policy`] with a [`Keyring`].
+#[derive(Debug, Clone)]
+pub struct Masker {
+    keyring: Keyring,
+    policy: Policy,
+}
+
+impl Masker {
+    pub fn new(keyring: Keyring, policy: Policy) -> Self {
+        Self { keyring, policy }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// `enc:<key id>:<base64url(AES-SIV(value))>`.
+    pub fn encrypt(&self, plaintext: &[u8]) -> String {
+        let key = self.keyring.current();
+        // The key id is authenticated as associated data, so a value cannot be
+        // relabelled to another key.
+        let sealed = key
+            .cipher()
+            .encrypt([key.id.as_bytes()], plaintext)
+            .unwrap_or_default();
+        format!(
+            "{ENCRYPTED_PREFIX}:{}:{}",
+            key.id,
+            URL_SAFE_NO_PAD.encode(sealed)
+        )
+    }
+
+    /// `hmac:<key id>:<base64url(HMAC-SHA-256(value))>`.
+    pub fn hash(&self, value: &[u8]) -> String {
+        let key = self.keyring.current();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.hmac_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(value);
+        format!(
+            "{HASHED_PREFIX}:{}:{}",
+            key.id,
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// Decrypts a value made by [`Masker::encrypt`] under any configured key.
+    pub fn recover(&self, masked: &str) -> Result<Vec<u8>, RecoverError> {
+        let mut parts = masked.trim().splitn(3, ':');
+        let (Some(ENCRYPTED_PREFIX), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(RecoverError::NotEncrypted);
+        };
+        let key = self
+            .keyring
+            .by_id(id)
+            .ok_or_else(|| RecoverError::UnknownKey(id.to_owned()))?;
+        let sealed = URL_SAFE_NO_PAD
+            .decode(data)
+            .map_err(|_| RecoverError::Corrupt(id.to_owned()))?;
+        key.cipher()
+            .decrypt([key.id.as_bytes()], &sealed)
+            .map_err(|_| RecoverError::Corrupt(id.to_owned()))
+    }
+
+    /// Masks one scalar with a strategy. `None` means the field is dropped.
+    pub fn apply(&self, strategy: Strategy, value: &Value) -> Option<Value> {
+        let text = match value {
+            Value::Null => return Some(Value::Null),
+            Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+            other => std::borrow::Cow::Owned(other.to_string()),
+        };
+        let masked = match strategy {
+            Strategy::Keep => return Some(value.clone()),
+            Strategy::Drop => return None,
+            Strategy::Encrypt => self.encrypt(text.as_bytes()),
+            Strategy::Hash => self.hash(text.as_bytes()),
+            // Something that is not an address cannot be truncated; hashing it
+            // is the safe fallback that still groups equal values.
+            Strategy::TruncateIp => truncate_ip(&text).unwrap_or_else(|| self.hash(text.as_bytes())),
+        };
+        Some(Value::String(masked))
+    }
+
+    /// Masks a named field's value by the policy.
+    pub fn mask_field(&self, field: &str, value: &Value) -> Option<Value> {
+        match self.policy.strategy(field) {
+            Strategy::Keep => Some(self.mask_value(value.clone())),
+            strategy => match value {
+                // A structured value under a PII name is masked whole.
+                Value::Object(_) | Value::Array(_) => self.apply(strategy, &Value::String(value.to_string())),
+                _ => self.apply(strategy, value),
+            },
+        }
+    }
+
+    /// Masks every policy field of an object, at any depth.
+    pub fn mask_object(&self, object: Map<String, Value>) -> Map<String, Value> {
+        object
+            .into_iter()
+            .filter_map(|(k, v)| self.mask_field(&k, &v).map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Masks objects nested anywhere inside a value.
+    pub fn mask_value(&self, value: Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(self.mask_object(map)),
+            Value::Array(items) => Value::Array(items.into_iter().map(|v| self.mask_value(v)).collect()),
+            other => other,
+        }
+    }
+}
+
+/// Keeps the /24 of an IPv4 address or the /48 of an IPv6 address.
+pub fn truncate_ip(text: &str) -> Option<String> {
+    match text.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(format!("{a}.{b}.{c}.0/24"))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+            Some(format!("{net}/48"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn masker() -> Masker {
+        Masker::new(
+            Keyring::new(PiiKey::from_bytes(&[7u8; 32]), vec![]),
+            Policy::default(),
+        )
+    }
+
+    #[test]
+    fn key_parsing_names_the_variable_and_explains() {
+        let err = PiiKey::from_base64("PII_KEY", "short").unwrap_err();
+        assert_eq!(err.variable, "PII_KEY");
+        assert!(err.to_string().contains("openssl rand -base64 32"));
+        let err = PiiKey::from_base64("PII_KEY", &STANDARD.encode([1u8; 16])).unwrap_err();
+        assert!(err.to_string().contains("16 bytes"));
+        assert!(PiiKey::from_base64("PII_KEY", &STANDARD.encode([1u8; 32])).is_ok());
+    }
+
+    #[test]
+    fn encrypt_is_deterministic_recoverable_and_labelled() {
+        let m = masker();
+        let a = m.encrypt(b"199.172.111.135");
+        assert_eq!(a, m.encrypt(b"199.172.111.135"));
+        assert_ne!(a, m.encrypt(b"199.172.111.136"));
+        assert!(a.starts_with(&format!("enc:{}:", m.keyring().current().id())));
+        assert!(!a.contains("199.172"));
+        assert_eq!(m.recover(&a).unwrap(), b"199.172.111.135");
+        assert!(a.len() < 80, "fits varchar(256) with room: {a}");
+    }
+
+    #[test]
+    fn recover_with_an_older_key_and_reject_tampering() {
+        let old = PiiKey::from_bytes(&[1u8; 32]);
+        let old_masker = Masker::new(Keyring::new(old.clone(), vec![]), Policy::default());
+        let value = old_masker.encrypt(b"593-47-5928");
+        let rotated = Masker::new(
+            Keyring::new(PiiKey::from_bytes(&[2u8; 32]), vec![old]),
+            Policy::default(),
+        );
+        assert_eq!(rotated.recover(&value).unwrap(), b"593-47-5928");
+        let without_old = masker();
+        assert!(matches!(without_old.recover(&value), Err(RecoverError::UnknownKey(_))));
+        let mut tampered = value.clone();
+        tampered.pop();
+        tampered.push(if value.ends_with('A') { 'B' } else { 'A' });
+        assert!(matches!(rotated.recover(&tampered), Err(RecoverError::Corrupt(_))));
+        assert_eq!(rotated.recover("plain"), Err(RecoverError::NotEncrypted));
+    }
+
+    #[test]
+    fn subkeys_differ_per_purpose() {
+        let m = masker();
+        let h = m.hash(b"x");
+        assert!(h.starts_with("hmac:"));
+        assert_eq!(h, m.hash(b"x"));
+        let key = m.keyring().current();
+        assert_ne!(&key.siv_key[..32], &key.hmac_key[..]);
+    }
+
+    #[test]
+    fn truncation() {
+        assert_eq!(truncate_ip("199.172.111.135").unwrap(), "199.172.111.0/24");
+        assert_eq!(truncate_ip("2001:db8:abcd:12::1").unwrap(), "2001:db8:abcd::/48");
+        assert_eq!(truncate_ip("nope"), None);
+        let m = masker();
+        let v = m.apply(Strategy::TruncateIp, &json!("nope")).unwrap();
+        assert!(v.as_str().unwrap().starts_with("hmac:"));
+    }
+
+    #[test]
+    fn objects_are_masked_at_any_depth_and_drop_removes() {
+        let mut policy = Policy::default();
+        policy.fields.insert("secret".into(), Strategy::Drop);
+        let m = Masker::new(masker().keyring, policy);
+        let masked = m.mask_value(json!({
+            "IP": "1.2.3.4", "keep": 1,
+            "nested": [{"device_id": "abc", "secret": "x"}],
+            "user_agent": {"structured": true}
+        }));
+        let text = masked.to_string();
+        assert!(!text.contains("1.2.3.4") && !text.contains("\"abc\"") && !text.contains("secret"));
+        assert_eq!(masked["keep"], 1);
+        assert!(masked["nested"][0]["device_id"].as_str().unwrap().starts_with("enc:"));
+        assert!(masked["user_agent"].as_str().unwrap().starts_with("hmac:"));
+    }
+
+    #[test]
+    fn policy_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.json");
+        std::fs::write(&path, r#"{"ip": "truncate_ip", "Phone": "hash"}"#).unwrap();
+        let p = Policy::from_file(&path).unwrap();
+        assert_eq!(p.strategy("ip"), Strategy::TruncateIp);
+        assert_eq!(p.strategy("phone"), Strategy::Hash);
+        assert_eq!(p.strategy("device_id"), Strategy::Encrypt);
+        std::fs::write(&path, r#"{"ip": "rot13"}"#).unwrap();
+        let err = Policy::from_file(&path).unwrap_err();
+        assert_eq!(err.variable, "PII_POLICY_FILE");
+    }
+}

@@ -1,0 +1,402 @@
+//! Amazon SQS (and SQS-speaking emulators) through aws-sdk-sqs.
+//!
+//! Connection settings follow the standard AWS variables, with three
+//! conveniences for local use: `AWS_KEY`/`AWS_SECRET` as aliases, the
+//! endpoint taken from a non-AWS `QUEUE_URL` when `AWS_ENDPOINT_URL` is unset,
+//! and dummy credentials for local endpoints — so the SDK never falls back to
+//! probing the EC2 metadata service on a developer's machine.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
+use aws_sdk_sqs::config::{Credentials, Region};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
+
+use super::{EntryFailure, Queue, QueueError, QueueMessage, SendOutcome};
+use crate::config::env_var;
+
+/// Where and how to reach SQS.
+#[derive(Debug, Clone, Default)]
+pub struct SqsSettings {
+    pub queue_url: String,
+    /// `AWS_ENDPOINT_URL_SQS` or `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// `AWS_REGION` or `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// Static credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or
+    /// the `AWS_KEY`/`AWS_SECRET` aliases.
+    pub credentials: Option<(String, String)>,
+}
+
+impl SqsSettings {
+    /// Reads the standard variables (and the aliases) from the environment.
+    pub fn from_env(queue_url: String) -> Self {
+        let credentials = match (
+            env_var("AWS_ACCESS_KEY_ID").or_else(|| env_var("AWS_KEY")),
+            env_var("AWS_SECRET_ACCESS_KEY").or_else(|| env_var("AWS_SECRET")),
+        ) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            _ => None,
+        };
+        Self {
+            queue_url,
+            endpoint_url: env_var("AWS_ENDPOINT_URL_SQS").or_else(|| env_var("AWS_ENDPOINT_URL")),
+            region: env_var("AWS_REGION").or_else(|| env_var("AWS_DEFAULT_REGION")),
+            credentials,
+        }
+    }
+
+    fn is_aws_host(url: &str) -> bool {
+        origin(url).is_some_and(|o| o.ends_with(".amazonaws.com") || o.contains(".amazonaws.com:"))
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")? + 3;
+    let end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    Some(&url[..end])
+}
+
+/// `sqs.<region>.amazonaws.com` → region.
+fn region_from_url(url: &str) -> Option<String> {
+    let host = origin(url)?.split("://").nth(1)?;
+    let mut parts = host.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("sqs"), Some(region)) if host.contains("amazonaws.com") => Some(region.to_owned()),
+        _ => None,
+    }
+}
+
+/// An SQS queue.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+}
+
+/// Client-side timeouts: connecting fails fast, and an attempt outlives the
+/// longest long poll (20 s).
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build()
+}
+
+/// Builds an SDK client from settings.
+pub async fn client(settings: &SqsSettings) -> Client {
+    let endpoint = settings.endpoint_url.clone().or_else(|| {
+        (!SqsSettings::is_aws_host(&settings.queue_url))
+            .then(|| origin(&settings.queue_url).map(str::to_owned))
+            .flatten()
+    });
+    let is_local = endpoint.as_deref().is_some_and(|e| !SqsSettings::is_aws_host(e));
+    let region = settings
+        .region
+        .clone()
+        .or_else(|| region_from_url(&settings.queue_url))
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .timeout_config(timeouts());
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    match &settings.credentials {
+        Some((id, secret)) => {
+            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "sluice-environment"));
+        }
+        None if is_local => {
+            // Emulators accept anything; this keeps the SDK off the metadata service.
+            loader = loader.credentials_provider(Credentials::new("test", "test", None, None, "sluice-local"));
+        }
+        None => {}
+    }
+    Client::new(&loader.load().await)
+}
+
+fn queue_error<E>(err: aws_sdk_sqs::error::SdkError<E>) -> QueueError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = err.code().map(str::to_owned);
+    let message = match (&code, err.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.clone(),
+        _ => one_line(&DisplayErrorContext(&err).to_string()),
+    };
+    QueueError::new(code, message)
+}
+
+/// The SDK's error context spans lines; logs and start-up errors want one.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn failures(failed: &[BatchResultErrorEntry]) -> Vec<EntryFailure> {
+    failed
+        .iter()
+        .map(|f| EntryFailure {
+            index: f.id().parse().unwrap_or(usize::MAX),
+            code: f.code().to_owned(),
+            sender_fault: f.sender_fault(),
+        })
+        .collect()
+}
+
+fn build_error(e: impl std::fmt::Display) -> QueueError {
+    QueueError::new(None, format!("invalid request: {e}"))
+}
+
+impl SqsQueue {
+    pub async fn connect(settings: &SqsSettings) -> Self {
+        Self {
+            client: client(settings).await,
+            queue_url: settings.queue_url.clone(),
+        }
+    }
+
+    pub fn from_client(client: Client, queue_url: String) -> Self {
+        Self { client, queue_url }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Creates the queue and `<name>-dlq` with a redrive policy moving a
+    /// message to the dead-letter queue after `max_receive_count` receives.
+    /// Existing queues are kept and their redrive policy set: idempotent.
+    pub async fn ensure_with_dead_letter_queue(
+        client: &Client,
+        queue_url: &str,
+        max_receive_count: u32,
+        visibility_timeout: Duration,
+    ) -> Result<(SqsQueue, String), QueueError> {
+        let name = queue_url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| QueueError::new(None, "QUEUE_URL names no queue"))?;
+        let fifo = name.ends_with(".fifo");
+        let dlq_name = match name.strip_suffix(".fifo") {
+            Some(base) => format!("{base}-dlq.fifo"),
+            None => format!("{name}-dlq"),
+        };
+        let mut create_dlq = client.create_queue().queue_name(&dlq_name);
+        if fifo {
+            create_dlq = create_dlq.attributes(QueueAttributeName::FifoQueue, "true");
+        }
+        let dlq_url = create_dlq
+            .send()
+            .await
+            .map_err(queue_error)?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned();
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(queue_error)?
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .ok_or_else(|| QueueError::new(None, "dead-letter queue has no ARN"))?;
+        let mut create = client.create_queue().queue_name(name);
+        if fifo {
+            create = create.attributes(QueueAttributeName::FifoQueue, "true");
+        }
+        let url = create
+            .send()
+            .await
+            .map_err(queue_error)?
+            .queue_url()
+            .unwrap_or(queue_url)
+            .to_owned();
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": max_receive_count.to_string(),
+        });
+        client
+            .set_queue_attributes()
+            .queue_url(&url)
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout.as_secs().to_string(),
+            )
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok((SqsQueue::from_client(client.clone(), url), dlq_url))
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send_batch(&self, bodies: &[String]) -> Result<SendOutcome, QueueError> {
+        let entries = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .map_err(build_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(SendOutcome {
+            sent: out
+                .successful()
+                .iter()
+                .map(|s| (s.id().parse().unwrap_or(usize::MAX), s.message_id().to_owned()))
+                .collect(),
+            failed: failures(out.failed()),
+        })
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<QueueMessage>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .visibility_timeout(visibility.as_secs().max(1) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| QueueMessage {
+                message_id: m.message_id().unwrap_or_default().to_owned(),
+                receipt_handle: m.receipt_handle().unwrap_or_default().to_owned(),
+                body: m.body().unwrap_or_default().to_owned(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect())
+    }
+
+    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<Vec<EntryFailure>, QueueError> {
+        let entries = receipt_handles
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .map_err(build_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(failures(out.failed()))
+    }
+
+    async fn change_visibility_batch(
+        &self,
+        receipt_handles: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<EntryFailure>, QueueError> {
+        let entries = receipt_handles
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .visibility_timeout(timeout.as_secs() as i32)
+                    .build()
+                    .map_err(build_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(failures(out.failed()))
+    }
+
+    async fn depth(&self) -> Result<u64, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn describe(&self) -> String {
+        self.queue_url.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_regions() {
+        assert_eq!(origin("http://localhost:4566/000000000000/q"), Some("http://localhost:4566"));
+        assert_eq!(
+            region_from_url("https://sqs.eu-west-1.amazonaws.com/123/q").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(region_from_url("http://localhost:4566/0/q"), None);
+        assert!(SqsSettings::is_aws_host("https://sqs.eu-west-1.amazonaws.com/123/q"));
+        assert!(!SqsSettings::is_aws_host("http://127.0.0.1:9324/0/q"));
+    }
+}

@@ -1,0 +1,275 @@
+//! The queue wire format, and decoding of every body shape a queue may hold.
+//!
+//! Sluice's own messages are `base64(gzip(JSON envelope))` — the shape TUNE
+//! uses for its Firehose SQS deliveries — so one decoder drains both. Plain
+//! JSON bodies (one record or an array per message) are what hand-written
+//! producers send, and are accepted too.
+//!
+//! Decoding never fails as a whole: whatever cannot be read becomes an
+//! [`Item::Invalid`] with a reason, so the writer can store it in
+//! `rejected_records` and nothing is silently dropped.
+
+use std::io::{Read, Write};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Version written in every envelope.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Decompressed bodies larger than this are refused (gzip bombs).
+pub const MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
+
+/// A batch of events as Sluice puts it on the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    /// UUID v7: unique per message, and the receipt key in the database.
+    pub id: String,
+    pub received_at: String,
+    pub events: Vec<Value>,
+}
+
+impl Envelope {
+    pub fn new(events: Vec<Value>) -> Self {
+        Self {
+            v: ENVELOPE_VERSION,
+            id: uuid::Uuid::now_v7().to_string(),
+            received_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            events,
+        }
+    }
+
+    /// `base64(gzip(json))`: the message body.
+    pub fn encode(&self) -> String {
+        encode_body(&serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// `base64(gzip(bytes))`.
+pub fn encode_body(json: &[u8]) -> String {
+    let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4 + 64), Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(json);
+    let compressed = gz.finish().unwrap_or_default();
+    STANDARD.encode(compressed)
+}
+
+/// What one part of a message body turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A JSON object: a record to classify.
+    Record(Map<String, Value>),
+    /// Something that is not a record, with why.
+    Invalid { reason: String, payload: InvalidPayload },
+}
+
+/// The payload of an invalid item, kept so nothing is lost.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InvalidPayload {
+    /// Parsed JSON that is not a record (a scalar, say): masked before storing.
+    Json(Value),
+    /// Bytes that did not parse: encrypted before storing.
+    Raw(Vec<u8>),
+}
+
+/// A decoded message body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DecodedBody {
+    /// The envelope's `id`, when the body was an envelope that had one.
+    pub envelope_id: Option<String>,
+    pub items: Vec<Item>,
+}
+
+impl DecodedBody {
+    fn invalid(reason: impl Into<String>, payload: InvalidPayload) -> Self {
+        Self {
+            envelope_id: None,
+            items: vec![Item::Invalid {
+                reason: reason.into(),
+                payload,
+            }],
+        }
+    }
+}
+
+/// Decodes a queue message body of any accepted shape.
+pub fn decode_body(body: &[u8]) -> DecodedBody {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return DecodedBody::invalid("body is not valid UTF-8", InvalidPayload::Raw(body.to_vec()));
+    };
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        return decode_json(trimmed.as_bytes(), body);
+    }
+    if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
+        return decode_value(value);
+    }
+    // Not JSON: base64(gzip(JSON)), as Sluice and TUNE Firehose send.
+    let compact: String = trimmed.split_ascii_whitespace().collect();
+    let Ok(compressed) = STANDARD.decode(compact.as_bytes()) else {
+        return DecodedBody::invalid(
+            "body is neither JSON nor base64",
+            InvalidPayload::Raw(body.to_vec()),
+        );
+    };
+    if !compressed.starts_with(&[0x1f, 0x8b]) {
+        return DecodedBody::invalid("base64 body is not gzip", InvalidPayload::Raw(body.to_vec()));
+    }
+    let json = match gunzip(&compressed) {
+        Ok(json) => json,
+        Err(reason) => return DecodedBody::invalid(reason, InvalidPayload::Raw(body.to_vec())),
+    };
+    if std::str::from_utf8(&json).is_err() {
+        return DecodedBody::invalid(
+            "decompressed body is not valid UTF-8",
+            InvalidPayload::Raw(json),
+        );
+    }
+    decode_json(&json, &json)
+}
+
+fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(compressed.len() * 4);
+    let mut limited = GzDecoder::new(compressed).take(MAX_DECODED_BYTES as u64 + 1);
+    limited
+        .read_to_end(&mut out)
+        .map_err(|_| "broken gzip stream".to_owned())?;
+    if out.len() > MAX_DECODED_BYTES {
+        return Err(format!(
+            "decompressed body is larger than {MAX_DECODED_BYTES} bytes"
+        ));
+    }
+    Ok(out)
+}
+
+fn decode_json(json: &[u8], original: &[u8]) -> DecodedBody {
+    match serde_json::from_slice::<Value>(json) {
+        Ok(value) => decode_value(value),
+        Err(e) => DecodedBody::invalid(
+            format!("invalid JSON at line {} column {}", e.line(), e.column()),
+            InvalidPayload::Raw(original.to_vec()),
+        ),
+    }
+}
+
+/// Splits a parsed body into records: an envelope, an array or one object.
+pub fn decode_value(value: Value) -> DecodedBody {
+    match value {
+        Value::Object(mut object) if is_envelope(&object) => {
+            let envelope_id = match object.get("id") {
+                Some(Value::String(id)) if !id.is_empty() && id.len() <= 200 => Some(id.clone()),
+                _ => None,
+            };
+            let Some(Value::Array(events)) = object.remove("events") else {
+                unreachable!("is_envelope checked the events array")
+            };
+            let mut body = records_of(events, "envelope has no events", Value::Object(object));
+            body.envelope_id = envelope_id;
+            body
+        }
+        Value::Object(object) => DecodedBody {
+            envelope_id: None,
+            items: vec![Item::Record(object)],
+        },
+        Value::Array(items) => records_of(items, "empty JSON array", Value::Array(vec![])),
+        scalar => DecodedBody::invalid(
+            "JSON scalar where an object or array was expected",
+            InvalidPayload::Json(scalar),
+        ),
+    }
+}
+
+/// An envelope is an object whose `events` is an array. Sluice's carry
+/// `"v": 1`; TUNE's native deliveries carry other metadata beside the list.
+fn is_envelope(object: &Map<String, Value>) -> bool {
+    matches!(object.get("events"), Some(Value::Array(_)))
+}
+
+fn records_of(values: Vec<Value>, empty_reason: &str, empty_payload: Value) -> DecodedBody {
+    if values.is_empty() {
+        return DecodedBody::invalid(empty_reason, InvalidPayload::Json(empty_payload));
+    }
+    let items = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| match value {
+            Value::Object(object) => Item::Record(object),
+            other => Item::Invalid {
+                reason: format!("element {i} is not a JSON object"),
+                payload: InvalidPayload::Json(other),
+            },
+        })
+        .collect();
+    DecodedBody {
+        envelope_id: None,
+        items,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reasons(body: &DecodedBody) -> Vec<&str> {
+        body.items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Invalid { reason, .. } => Some(reason.as_str()),
+                Item::Record(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn envelope_round_trip() {
+        let env = Envelope::new(vec![json!({"user_id": "u", "ip": "1.2.3.4"}), json!({"a": 1})]);
+        let decoded = decode_body(env.encode().as_bytes());
+        assert_eq!(decoded.envelope_id.as_deref(), Some(env.id.as_str()));
+        assert_eq!(decoded.items.len(), 2);
+        assert!(matches!(&decoded.items[0], Item::Record(r) if r["user_id"] == "u"));
+    }
+
+    #[test]
+    fn plain_json_object_and_array() {
+        let one = decode_body(br#" {"user_id": "u"} "#);
+        assert_eq!(one.items.len(), 1);
+        assert_eq!(one.envelope_id, None);
+        let many = decode_body(br#"[{"a":1}, 2, {"b":2}]"#);
+        assert_eq!(many.items.len(), 3);
+        assert_eq!(reasons(&many), vec!["element 1 is not a JSON object"]);
+    }
+
+    #[test]
+    fn tune_native_delivery_without_version() {
+        let body = encode_body(br#"{"events": [{"event_id": "e", "action": "click"}], "count": 1}"#);
+        let decoded = decode_body(body.as_bytes());
+        assert_eq!(decoded.items.len(), 1);
+        assert!(reasons(&decoded).is_empty());
+    }
+
+    #[test]
+    fn bad_bodies_become_invalid_items_with_reasons() {
+        assert_eq!(reasons(&decode_body(b"not json at all!")), vec!["body is neither JSON nor base64"]);
+        assert_eq!(reasons(&decode_body(b"{\"a\": ")), vec!["invalid JSON at line 1 column 6"]);
+        assert_eq!(reasons(&decode_body(b"42")), vec!["JSON scalar where an object or array was expected"]);
+        assert_eq!(reasons(&decode_body(b"true")), vec!["JSON scalar where an object or array was expected"]);
+        assert_eq!(reasons(&decode_body(b"[]")), vec!["empty JSON array"]);
+        assert_eq!(reasons(&decode_body(b"\xff\xfe{}")), vec!["body is not valid UTF-8"]);
+        let not_gzip = STANDARD.encode(b"hello, this is not gzip");
+        assert_eq!(reasons(&decode_body(not_gzip.as_bytes())), vec!["base64 body is not gzip"]);
+        let mut truncated = STANDARD.decode(encode_body(b"{\"a\": 1}")).unwrap();
+        truncated.truncate(12);
+        assert_eq!(reasons(&decode_body(STANDARD.encode(truncated).as_bytes())), vec!["broken gzip stream"]);
+        let bad_utf8 = encode_body(b"\xff\xff");
+        assert_eq!(reasons(&decode_body(bad_utf8.as_bytes())), vec!["decompressed body is not valid UTF-8"]);
+        let empty_env = encode_body(br#"{"v":1,"id":"x","events":[]}"#);
+        assert_eq!(reasons(&decode_body(empty_env.as_bytes())), vec!["envelope has no events"]);
+    }
+}
