@@ -1,0 +1,360 @@
+//! SQLite sink: one connection, one `BEGIN IMMEDIATE` transaction per batch.
+//!
+//! rusqlite is blocking, so every database call runs in
+//! [`tokio::task::spawn_blocking`] on one connection behind an
+//! `Arc<Mutex<Connection>>`; SQLite serialises writers anyway, so a pool
+//! would only add lock contention. The connection runs in WAL mode with
+//! `synchronous=NORMAL` (durable at each checkpoint, fast commits) and a busy
+//! timeout, because several writer processes may share one file:
+//! `BEGIN IMMEDIATE` takes the write lock up front, so a second writer waits
+//! in the busy handler instead of failing on a read-to-write upgrade, and
+//! still-busy after the timeout is reported as [`SinkError::Transient`].
+//!
+//! A batch is written as, per message: `INSERT OR IGNORE` its receipt; if
+//! that changed no row the message is a duplicate (its receipt exists), else
+//! insert its rows with cached prepared statements; then commit once.
+//!
+//! Migrations are the files of `migrations/sqlite/`, embedded at build time
+//! and applied by a small runner (see [`MIGRATIONS`]) that records versions in
+//! `sluice_migrations`. The whole run is one `BEGIN IMMEDIATE` transaction, so
+//! two processes migrating at once serialise and the second finds nothing to do.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
+
+use super::{Sink, SinkError};
+use crate::records::{LoginRow, RejectedRow, WriteBatch, WriteOutcome};
+
+/// How long a statement waits for another process's write lock before it
+/// reports the database as busy (transient).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One embedded migration file.
+struct Migration {
+    version: i64,
+    description: &'static str,
+    sql: &'static str,
+}
+
+/// Every SQLite migration, in version order. To add one, put
+/// `migrations/sqlite/000N_name.sql` next to the others and list it here.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "init",
+    sql: include_str!("../../../../migrations/sqlite/0001_init.sql"),
+}];
+
+/// Writes batches into one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteSink {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteSink {
+    /// Opens (creating if needed) the database file and sets WAL mode,
+    /// `synchronous=NORMAL` and the busy timeout. The directory must exist.
+    pub async fn open(path: &Path) -> Result<Self, SinkError> {
+        Self::open_with_busy_timeout(path, BUSY_TIMEOUT).await
+    }
+
+    /// [`open`](Self::open) with an explicit busy timeout.
+    pub async fn open_with_busy_timeout(
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> Result<Self, SinkError> {
+        let owned = path.to_owned();
+        let conn = blocking(move || open_connection(&owned, busy_timeout)).await?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection in the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, SinkError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, SinkError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        blocking(move || {
+            // A panic while the lock was held leaves it poisoned, but the
+            // connection itself is fine: rusqlite's Transaction rolls back on
+            // drop during unwinding. Make sure of it and carry on.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK")
+                    .map_err(|e| classify("rolling back an abandoned transaction", e))?;
+            }
+            f(&mut conn)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    async fn migrate(&self) -> Result<(), SinkError> {
+        self.with_conn(|conn| migrate(conn, MIGRATIONS)).await
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, SinkError> {
+        if batch.messages.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        // spawn_blocking needs 'static data; a copy of the batch is cheap
+        // next to the disk writes it causes.
+        let batch = batch.clone();
+        self.with_conn(move |conn| write_batch(conn, &batch)).await
+    }
+
+    async fn ping(&self) -> Result<(), SinkError> {
+        self.with_conn(|conn| {
+            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(|e| classify("ping", e))
+        })
+        .await
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, SinkError> {
+    let context = format!("opening {}", path.display());
+    let conn = Connection::open(path).map_err(|e| classify(&context, e))?;
+    // Busy timeout first: switching to WAL itself needs a lock that another
+    // process may hold at this moment.
+    conn.busy_timeout(busy_timeout)
+        .map_err(|e| classify(&context, e))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|e| classify(&context, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // E.g. a file system without shared memory: still correct, slower.
+        tracing::warn!(path = %path.display(), journal_mode = %mode, "SQLite WAL mode unavailable");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| classify(&context, e))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Applies the migrations not yet recorded in `sluice_migrations`, all in one
+/// transaction. Versions recorded but unknown here (a newer writer migrated
+/// the file) are left alone, so old and new writers can overlap in a rollout.
+fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), SinkError> {
+    let err = |e| classify("migrating", e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS sluice_migrations (
+             version     INTEGER PRIMARY KEY NOT NULL,
+             description TEXT NOT NULL,
+             applied_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+         )",
+    )
+    .map_err(err)?;
+    for migration in migrations {
+        let applied: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sluice_migrations WHERE version = ?1)",
+                [migration.version],
+                |row| row.get(0),
+            )
+            .map_err(err)?;
+        if applied {
+            continue;
+        }
+        tx.execute_batch(migration.sql).map_err(|e| {
+            classify(
+                &format!("applying SQLite migration {}", migration.version),
+                e,
+            )
+        })?;
+        tx.execute(
+            "INSERT INTO sluice_migrations (version, description) VALUES (?1, ?2)",
+            params![migration.version, migration.description],
+        )
+        .map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
+fn write_batch(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, SinkError> {
+    let written_on = batch.written_on.format("%Y-%m-%d").to_string();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| classify("beginning a transaction", e))?;
+    let mut outcome = WriteOutcome::default();
+    for message in &batch.messages {
+        // A key repeated within the batch is caught here too: its second
+        // receipt insert is ignored.
+        let row_count = i64::try_from(message.row_count()).unwrap_or(i64::MAX);
+        if !insert_receipt(&tx, &message.key, row_count)? {
+            outcome.duplicate_keys.push(message.key.clone());
+            continue;
+        }
+        outcome.logins_written += insert_logins(&tx, &message.logins, &written_on)?;
+        outcome.rejected_written += insert_rejected(&tx, &message.key, &message.rejected)?;
+    }
+    tx.commit().map_err(|e| classify("committing", e))?;
+    Ok(outcome)
+}
+
+/// Inserts the receipt; false when it already existed (a duplicate message).
+fn insert_receipt(tx: &Transaction<'_>, key: &str, row_count: i64) -> Result<bool, SinkError> {
+    let err = |e| classify("inserting sluice_receipts", e);
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO sluice_receipts (message_key, row_count) VALUES (?1, ?2)",
+        )
+        .map_err(err)?;
+    // execute() returns sqlite3_changes(): 0 when the key was already there.
+    Ok(stmt.execute(params![key, row_count]).map_err(err)? > 0)
+}
+
+fn insert_logins(
+    tx: &Transaction<'_>,
+    rows: &[LoginRow],
+    written_on: &str,
+) -> Result<u64, SinkError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let err = |e| classify("inserting user_logins", e);
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO user_logins \
+               (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(err)?;
+    for row in rows {
+        stmt.execute(params![
+            row.user_id,
+            row.device_type,
+            row.masked_ip,
+            row.masked_device_id,
+            row.locale,
+            row.app_version,
+            written_on,
+        ])
+        .map_err(err)?;
+    }
+    Ok(rows.len() as u64)
+}
+
+fn insert_rejected(
+    tx: &Transaction<'_>,
+    key: &str,
+    rows: &[RejectedRow],
+) -> Result<u64, SinkError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let err = |e| classify("inserting rejected_records", e);
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO rejected_records (message_key, reason, payload, payload_format) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(err)?;
+    for row in rows {
+        stmt.execute(params![
+            key,
+            row.reason,
+            row.payload,
+            row.payload_format.as_str()
+        ])
+        .map_err(err)?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Runs blocking work off the async threads.
+async fn blocking<T, F>(f: F) -> Result<T, SinkError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, SinkError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        // The runtime is shutting down: the batch was not written, try again.
+        Err(e) if e.is_cancelled() => Err(SinkError::Transient("SQLite task cancelled".into())),
+        // A panic is a bug in this code; the transaction rolled back on unwind.
+        Err(_) => Err(SinkError::Permanent("SQLite task panicked".into())),
+    }
+}
+
+/// Sorts a rusqlite error into transient or permanent. SQLite's messages name
+/// tables and columns but not the values, so they are kept.
+fn classify(context: &str, err: rusqlite::Error) -> SinkError {
+    let text = match err.sqlite_error_code() {
+        Some(code) => format!("{context}: SQLite {code:?}: {err}"),
+        None => format!("{context}: {err}"),
+    };
+    let transient = matches!(
+        err.sqlite_error_code(),
+        Some(
+            // Another connection holds the lock past the busy timeout.
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                // The disk, not the data: may pass once space or memory frees up.
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::OutOfMemory
+                | ErrorCode::FileLockingProtocolFailed
+                | ErrorCode::SchemaChanged
+        )
+    );
+    if transient {
+        SinkError::Transient(text)
+    } else {
+        SinkError::Permanent(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_in_version_order() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version);
+        }
+        assert!(
+            MIGRATIONS
+                .iter()
+                .all(|m| !m.sql.to_ascii_uppercase().contains("COMMIT"))
+        );
+    }
+
+    #[test]
+    fn busy_is_transient() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("database is locked".into()),
+        );
+        assert!(classify("x", busy).is_transient());
+        let constraint = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(!classify("x", constraint).is_transient());
+    }
+}
