@@ -1,0 +1,169 @@
+//! The command line: `serve` (default), `migrate`, `setup`, `recover`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sluice_core::config::ConfigError;
+use sluice_core::queue::Queue;
+use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::sink;
+use sluice_core::telemetry;
+use thiserror::Error;
+
+use crate::configuration::{self, CommonArgs, Tuning};
+use crate::shutdown;
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice-writer", version, about = "Drains the Sluice queue into PostgreSQL or SQLite, PII masked.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Drain the queue until SIGTERM or Ctrl-C (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Create the queue and its dead-letter queue (with a redrive policy) when
+    /// missing, then migrate.
+    Setup,
+    /// Print the original of a value made by the `encrypt` strategy.
+    Recover {
+        /// The masked value, `enc:<key id>:<data>`.
+        value: String,
+        /// Who is asking, for the audit log (defaults to $USER).
+        #[arg(long, env = "SLUICE_OPERATOR")]
+        operator: Option<String>,
+    },
+}
+
+/// Everything that stops the writer, each shown as one line.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("QUEUE_URL: cannot reach the queue at {url}: {reason}")]
+    QueueUnreachable { url: String, reason: String },
+    #[error("DATABASE_URL: {0}")]
+    Database(String),
+    #[error("WRITER_ADDR: cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("recover: {0}")]
+    Recover(String),
+}
+
+pub async fn run(cli: Cli) -> Result<(), RunError> {
+    let common = cli.common;
+    let format = configuration::log_format(&common)?;
+    telemetry::init_logging(format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&common).await,
+        Command::Migrate => migrate(&common).await,
+        Command::Setup => setup(&common).await,
+        Command::Recover { value, operator } => recover(&value, operator),
+    }
+}
+
+async fn connect_queue(common: &CommonArgs) -> Result<SqsQueue, RunError> {
+    let url = configuration::queue_url(common)?;
+    Ok(SqsQueue::connect(&SqsSettings::from_env(url)).await)
+}
+
+/// Checks the queue answers, so a wrong URL fails at start, not in a loop.
+async fn check_queue(queue: &SqsQueue) -> Result<(), RunError> {
+    let unreachable = |reason: String| RunError::QueueUnreachable {
+        url: queue.url().to_owned(),
+        reason,
+    };
+    match tokio::time::timeout(Duration::from_secs(15), queue.depth()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable("no answer within 15 s".into())),
+    }
+}
+
+async fn connect_sink(common: &CommonArgs, tuning: &Tuning) -> Result<Arc<dyn sink::Sink>, RunError> {
+    let url = configuration::database_url(common)?;
+    let sink = sink::connect(&url, tuning.db_connections)
+        .await
+        .map_err(|e| RunError::Database(e.to_string()))?;
+    sink.migrate().await.map_err(|e| RunError::Database(e.to_string()))?;
+    Ok(sink)
+}
+
+async fn serve(common: &CommonArgs) -> Result<(), RunError> {
+    // Validate every setting before connecting to anything.
+    let masker = configuration::masker()?;
+    let tuning = Tuning::from_env()?;
+    let addr = configuration::listen_addr(common)?;
+    configuration::database_url(common)?;
+    let queue = connect_queue(common).await?;
+    check_queue(&queue).await?;
+    let sink = connect_sink(common, &tuning).await?;
+    let queue: Arc<dyn Queue> = Arc::new(queue);
+    let app = Application::build(addr, queue, sink, masker, tuning)
+        .await
+        .map_err(|e| RunError::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(addr = %app.local_addr(), "health and metrics listening");
+    app.run(shutdown::on_signal()).await;
+    Ok(())
+}
+
+async fn migrate(common: &CommonArgs) -> Result<(), RunError> {
+    let tuning = Tuning::from_env()?;
+    connect_sink(common, &tuning).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn setup(common: &CommonArgs) -> Result<(), RunError> {
+    let tuning = Tuning::from_env()?;
+    configuration::database_url(common)?;
+    let queue = connect_queue(common).await?;
+    let (queue, dlq) = SqsQueue::ensure_with_dead_letter_queue(
+        queue.client(),
+        queue.url(),
+        tuning.max_receive_count,
+        tuning.visibility,
+    )
+    .await
+    .map_err(|e| RunError::QueueUnreachable {
+        url: queue.url().to_owned(),
+        reason: e.to_string(),
+    })?;
+    tracing::info!(queue = %queue.url(), dead_letter_queue = %dlq, max_receive_count = tuning.max_receive_count, "queue ready");
+    connect_sink(common, &tuning).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Decrypts one value. Every use is logged — who, when, which key id —
+/// never the value.
+fn recover(value: &str, operator: Option<String>) -> Result<(), RunError> {
+    let masker = configuration::masker()?;
+    let operator = operator
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let key_id = value.split(':').nth(1).unwrap_or("none").chars().take(16).collect::<String>();
+    let result = masker.recover(value);
+    tracing::info!(
+        target: "sluice::audit",
+        operator = %operator,
+        key_id = %key_id,
+        at = %chrono::Utc::now().to_rfc3339(),
+        success = result.is_ok(),
+        "recover"
+    );
+    let plain = result.map_err(|e| RunError::Recover(e.to_string()))?;
+    println!("{}", String::from_utf8_lossy(&plain));
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Writer settings: environment (after `.env`), overridden by flags.
+//!
+//! Everything is validated here, before anything connects, so a bad setting
+//! stops the writer with one line naming the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use sluice_core::classify::DEFAULT_MAX_RECORD_BYTES;
+use sluice_core::config::{ConfigError, DatabaseUrl, LogFormat, env_parse, env_var, parse_queue_url};
+use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
+
+/// Flags shared by every subcommand; each falls back to its variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// SQS queue URL.
+    #[arg(long, global = true, env = "QUEUE_URL")]
+    pub queue_url: Option<String>,
+    /// postgres://… or sqlite:///path/to/file.db
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Health and metrics listener.
+    #[arg(long, global = true, env = "WRITER_ADDR")]
+    pub addr: Option<String>,
+    /// text or json.
+    #[arg(long, global = true, env = "LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Tuning of the drain loop. Defaults suit one writer on two cores.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Concurrent long-polling receivers (`WRITER_CONSUMERS`).
+    pub consumers: usize,
+    /// Commit once a batch holds this many rows (`WRITER_BATCH_ROWS`).
+    pub batch_rows: usize,
+    /// ... or this many messages (`WRITER_BATCH_MESSAGES`).
+    pub batch_messages: usize,
+    /// ... or the oldest message has waited this long (`WRITER_LINGER_MS`).
+    pub linger: Duration,
+    /// Transactions in flight at once (`WRITER_COMMITTERS`).
+    pub committers: usize,
+    /// Visibility timeout asked for on receive and on each extension
+    /// (`WRITER_VISIBILITY_TIMEOUT_SECS`).
+    pub visibility: Duration,
+    /// Long-poll wait (`WRITER_WAIT_SECS`, at most 20).
+    pub wait: Duration,
+    /// Records larger than this are rejected (`WRITER_MAX_RECORD_BYTES`).
+    pub max_record_bytes: usize,
+    /// Database connections (`WRITER_DB_CONNECTIONS`).
+    pub db_connections: u32,
+    /// How long shutdown may keep retrying a held batch (`WRITER_SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout: Duration,
+    /// Receives before the dead-letter queue, set by `setup` (`WRITER_MAX_RECEIVE_COUNT`).
+    pub max_receive_count: u32,
+}
+
+impl Tuning {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let positive = "expected a positive whole number";
+        let tuning = Self {
+            consumers: env_parse("WRITER_CONSUMERS", 4, positive)?,
+            batch_rows: env_parse("WRITER_BATCH_ROWS", 10_000, positive)?,
+            batch_messages: env_parse("WRITER_BATCH_MESSAGES", 200, positive)?,
+            linger: Duration::from_millis(env_parse("WRITER_LINGER_MS", 200, positive)?),
+            committers: env_parse("WRITER_COMMITTERS", 2, positive)?,
+            visibility: Duration::from_secs(env_parse("WRITER_VISIBILITY_TIMEOUT_SECS", 60, positive)?),
+            wait: Duration::from_secs(env_parse("WRITER_WAIT_SECS", 10u64, "expected 0 to 20 seconds")?.min(20)),
+            max_record_bytes: env_parse("WRITER_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, positive)?,
+            db_connections: env_parse("WRITER_DB_CONNECTIONS", 4, positive)?,
+            shutdown_timeout: Duration::from_secs(env_parse("WRITER_SHUTDOWN_TIMEOUT_SECS", 30, positive)?),
+            max_receive_count: env_parse("WRITER_MAX_RECEIVE_COUNT", 5, positive)?,
+        };
+        for (name, value) in [
+            ("WRITER_CONSUMERS", tuning.consumers),
+            ("WRITER_BATCH_ROWS", tuning.batch_rows),
+            ("WRITER_BATCH_MESSAGES", tuning.batch_messages),
+            ("WRITER_COMMITTERS", tuning.committers),
+            ("WRITER_DB_CONNECTIONS", tuning.db_connections as usize),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(name, positive));
+            }
+        }
+        if tuning.visibility < Duration::from_secs(2) {
+            return Err(ConfigError::new("WRITER_VISIBILITY_TIMEOUT_SECS", "expected at least 2 seconds"));
+        }
+        Ok(tuning)
+    }
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            consumers: 4,
+            batch_rows: 10_000,
+            batch_messages: 200,
+            linger: Duration::from_millis(200),
+            committers: 2,
+            visibility: Duration::from_secs(60),
+            wait: Duration::from_secs(10),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            db_connections: 4,
+            shutdown_timeout: Duration::from_secs(30),
+            max_receive_count: 5,
+        }
+    }
+}
+
+pub fn queue_url(args: &CommonArgs) -> Result<String, ConfigError> {
+    let raw = args.queue_url.as_deref().ok_or_else(|| {
+        ConfigError::new(
+            "QUEUE_URL",
+            "is not set; expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue",
+        )
+    })?;
+    parse_queue_url(raw)
+}
+
+pub fn database_url(args: &CommonArgs) -> Result<DatabaseUrl, ConfigError> {
+    let raw = args.database_url.as_deref().ok_or_else(|| {
+        ConfigError::new(
+            "DATABASE_URL",
+            "is not set; expected postgres://user:pass@host:5432/db or sqlite:///path/to/file.db",
+        )
+    })?;
+    DatabaseUrl::parse(raw)
+}
+
+pub fn listen_addr(args: &CommonArgs) -> Result<SocketAddr, ConfigError> {
+    let raw = args.addr.as_deref().unwrap_or("127.0.0.1:9090");
+    raw.trim()
+        .parse()
+        .map_err(|_| ConfigError::new("WRITER_ADDR", "expected host:port such as 127.0.0.1:9090"))
+}
+
+pub fn log_format(args: &CommonArgs) -> Result<LogFormat, ConfigError> {
+    args.log_format.as_deref().unwrap_or("text").parse()
+}
+
+/// The masker from `PII_KEY`, `PII_OLD_KEYS` and `PII_POLICY_FILE`.
+pub fn masker() -> Result<Masker, ConfigError> {
+    let current = env_var("PII_KEY").ok_or_else(|| {
+        ConfigError::new(
+            "PII_KEY",
+            "is not set; expected 32 random bytes in base64; make one with `openssl rand -base64 32`",
+        )
+    })?;
+    let current = PiiKey::from_base64("PII_KEY", &current)?;
+    let older = env_var("PII_OLD_KEYS")
+        .map(|list| {
+            list.split(',')
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| PiiKey::from_base64("PII_OLD_KEYS", k))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let policy = match env_var("PII_POLICY_FILE") {
+        Some(path) => Policy::from_file(&PathBuf::from(path))?,
+        None => Policy::default(),
+    };
+    Ok(Masker::new(Keyring::new(current, older), policy))
+}

@@ -1,0 +1,107 @@
+//! Long-polling receivers: queue → decoded, masked [`Delivery`]s.
+//!
+//! Several consumers poll at once so one slow long poll never idles the
+//! writer. Decoding and masking are CPU work and run on the blocking pool.
+//! The channel to the committer is bounded: when the database falls behind,
+//! consumers stop receiving instead of holding ever more messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_core::backoff::Backoff;
+use sluice_core::classify::Classifier;
+use sluice_core::queue::{Queue, QueueMessage};
+use sluice_core::records::MessageRows;
+use sluice_core::wire::decode_body;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::Leases;
+
+/// A received message and the rows it becomes.
+#[derive(Debug)]
+pub struct Delivery {
+    pub message: QueueMessage,
+    pub rows: MessageRows,
+}
+
+/// Decodes and classifies one message. The receipt key is the envelope id
+/// when there is one, so the same envelope sent twice lands once.
+pub fn to_delivery(classifier: &Classifier, message: QueueMessage) -> Delivery {
+    let body = decode_body(message.body.as_bytes());
+    let key = body
+        .envelope_id
+        .clone()
+        .unwrap_or_else(|| message.message_id.clone());
+    let rows = classifier.message_rows(key, body);
+    Delivery { message, rows }
+}
+
+pub struct Consumer {
+    pub queue: Arc<dyn Queue>,
+    pub classifier: Arc<Classifier>,
+    pub leases: Leases,
+    pub deliveries: mpsc::Sender<Delivery>,
+    pub wait: Duration,
+    pub visibility: Duration,
+}
+
+impl Consumer {
+    /// Polls until `shutdown` fires. A receive already under way is allowed to
+    /// finish (it is bounded by the long-poll wait) so no message is taken
+    /// from the queue and then abandoned.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::default();
+        while !shutdown.is_cancelled() {
+            let received = self.queue.receive(10, self.wait, self.visibility).await;
+            let messages = match received {
+                Ok(messages) => {
+                    backoff.reset();
+                    messages
+                }
+                Err(e) => {
+                    metrics::counter!("sluice_writer_errors_total", "kind" => "queue_receive").increment(1);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            metrics::counter!("sluice_writer_messages_received_total").increment(messages.len() as u64);
+            for m in &messages {
+                self.leases.hold(&m.receipt_handle);
+            }
+            let handles: Vec<String> = messages.iter().map(|m| m.receipt_handle.clone()).collect();
+            let classifier = Arc::clone(&self.classifier);
+            let decoded = tokio::task::spawn_blocking(move || {
+                messages
+                    .into_iter()
+                    .map(|m| to_delivery(&classifier, m))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            let Ok(deliveries) = decoded else {
+                // A bug in decoding: stop holding the messages so they come back
+                // after their visibility timeout and, if it repeats, end in the
+                // dead-letter queue.
+                tracing::error!("decoding task failed; messages left to the queue's redrive policy");
+                metrics::counter!("sluice_writer_errors_total", "kind" => "decode_panic").increment(1);
+                self.leases.forget(&handles);
+                continue;
+            };
+            for delivery in deliveries {
+                if self.deliveries.send(delivery).await.is_err() {
+                    // The committer is gone: only on a fatal error; the leases
+                    // lapse and the messages become visible again.
+                    return;
+                }
+            }
+        }
+    }
+}

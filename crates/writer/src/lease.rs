@@ -1,0 +1,99 @@
+//! Keeps held messages invisible for as long as the writer holds them.
+//!
+//! A message is held from receive until it is deleted or released. SQS would
+//! hand it to another consumer once its visibility timeout passes, so the
+//! keeper extends each held message shortly before its own deadline — per
+//! message, not on a fixed timer, and only while it is held, so a backlog can
+//! never make the writer extend handles that already expired.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_core::queue::{MAX_BATCH_ENTRIES, Queue};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct Leases {
+    held: Arc<Mutex<HashMap<String, Instant>>>,
+    visibility: Duration,
+}
+
+impl Leases {
+    pub fn new(visibility: Duration) -> Self {
+        Self {
+            held: Arc::default(),
+            visibility,
+        }
+    }
+
+    /// Starts tracking a just-received message.
+    pub fn hold(&self, receipt_handle: &str) {
+        let deadline = Instant::now() + self.visibility;
+        self.lock().insert(receipt_handle.to_owned(), deadline);
+    }
+
+    /// Stops tracking messages (deleted or released).
+    pub fn forget<'a>(&self, receipt_handles: impl IntoIterator<Item = &'a String>) {
+        let mut held = self.lock();
+        for handle in receipt_handles {
+            held.remove(handle);
+        }
+    }
+
+    pub fn held_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Handles whose deadline is within half a visibility timeout.
+    fn due(&self) -> Vec<String> {
+        let soon = Instant::now() + self.visibility / 2;
+        self.lock()
+            .iter()
+            .filter(|(_, deadline)| **deadline <= soon)
+            .map(|(handle, _)| handle.clone())
+            .collect()
+    }
+
+    /// Extends due leases until `stop` fires and nothing is held any more.
+    pub async fn keep_alive(self, queue: Arc<dyn Queue>, stop: CancellationToken) {
+        let tick = (self.visibility / 6).max(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                () = stop.cancelled() => return,
+            }
+            for chunk in self.due().chunks(MAX_BATCH_ENTRIES) {
+                let started = Instant::now();
+                match queue.change_visibility_batch(chunk, self.visibility).await {
+                    Ok(failures) => {
+                        let mut held = self.lock();
+                        for (i, handle) in chunk.iter().enumerate() {
+                            if let Some(f) = failures.iter().find(|f| f.index == i) {
+                                // The handle is gone (deleted, or the message was
+                                // received again elsewhere); the receipt in the
+                                // database keeps its rows from landing twice.
+                                tracing::warn!(code = %f.code, "could not extend a message's visibility");
+                                metrics::counter!("sluice_writer_errors_total", "kind" => "queue_visibility").increment(1);
+                                held.remove(handle);
+                            } else if let Some(deadline) = held.get_mut(handle) {
+                                *deadline = started + self.visibility;
+                            }
+                        }
+                        metrics::counter!("sluice_writer_visibility_extensions_total")
+                            .increment((chunk.len() - failures.len()) as u64);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "visibility extension failed; will retry");
+                        metrics::counter!("sluice_writer_errors_total", "kind" => "queue_visibility").increment(1);
+                    }
+                }
+            }
+        }
+    }
+}

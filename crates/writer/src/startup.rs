@@ -1,0 +1,128 @@
+//! Builds the writer from settings so that `main` and the tests run the same
+//! thing: tests build an [`Application`] on `127.0.0.1:0` against their own
+//! queue and database, and stop it by cancelling its token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_core::classify::Classifier;
+use sluice_core::masking::Masker;
+use sluice_core::queue::Queue;
+use sluice_core::sink::Sink;
+use sluice_core::telemetry;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::committer::Committer;
+use crate::configuration::Tuning;
+use crate::consumer::Consumer;
+use crate::http::{HttpState, router};
+use crate::lease::Leases;
+
+pub struct Application {
+    listener: TcpListener,
+    queue: Arc<dyn Queue>,
+    sink: Arc<dyn Sink>,
+    masker: Masker,
+    tuning: Tuning,
+}
+
+impl Application {
+    /// Binds the health listener; the queue and sink are already connected.
+    pub async fn build(
+        addr: SocketAddr,
+        queue: Arc<dyn Queue>,
+        sink: Arc<dyn Sink>,
+        masker: Masker,
+        tuning: Tuning,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            queue,
+            sink,
+            masker,
+            tuning,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Drains the queue until `shutdown` fires, then stops polling, commits
+    /// and deletes what it holds, releases what it could not commit, and
+    /// returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tuning = self.tuning;
+        let leases = Leases::new(tuning.visibility);
+        let classifier = Arc::new(Classifier::new(self.masker, tuning.max_record_bytes));
+        let (tx, rx) = mpsc::channel(tuning.batch_messages.max(10) * 2);
+
+        let http_stop = CancellationToken::new();
+        let http = {
+            let state = HttpState {
+                queue: Arc::clone(&self.queue),
+                sink: Arc::clone(&self.sink),
+                metrics: telemetry::metrics_handle(),
+            };
+            let stop = http_stop.clone();
+            let listener = self.listener;
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router(state))
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "health listener failed");
+                }
+            })
+        };
+
+        let lease_stop = CancellationToken::new();
+        let keeper = tokio::spawn(leases.clone().keep_alive(Arc::clone(&self.queue), lease_stop.clone()));
+
+        let mut consumers = JoinSet::new();
+        for _ in 0..tuning.consumers {
+            let consumer = Consumer {
+                queue: Arc::clone(&self.queue),
+                classifier: Arc::clone(&classifier),
+                leases: leases.clone(),
+                deliveries: tx.clone(),
+                wait: tuning.wait,
+                visibility: tuning.visibility,
+            };
+            consumers.spawn(consumer.run(shutdown.clone()));
+        }
+        drop(tx);
+
+        let committer = Committer {
+            queue: Arc::clone(&self.queue),
+            sink: Arc::clone(&self.sink),
+            leases: leases.clone(),
+            batch_rows: tuning.batch_rows,
+            batch_messages: tuning.batch_messages,
+            linger: tuning.linger,
+            committers: tuning.committers,
+            shutdown_timeout: tuning.shutdown_timeout,
+        };
+        tracing::info!(
+            queue = %self.queue.describe(),
+            database = self.sink.kind(),
+            consumers = tuning.consumers,
+            "writer started"
+        );
+        // The committer ends when every consumer has stopped and the channel
+        // is drained.
+        committer.run(rx, shutdown.clone()).await;
+        while consumers.join_next().await.is_some() {}
+        lease_stop.cancel();
+        let _ = keeper.await;
+        http_stop.cancel();
+        let _ = http.await;
+        tracing::info!(still_held = leases.held_count(), "writer stopped");
+    }
+}

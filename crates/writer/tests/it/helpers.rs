@@ -1,0 +1,490 @@
+//! Shared test helpers: services from the environment, fresh queues and
+//! databases, a writer running in-process, and polling with deadlines.
+//!
+//! Services are read from the environment (`scripts/test` starts them):
+//! `SLUICE_TEST_SQS_ENDPOINT`, `SLUICE_TEST_DATABASE_URL` (an admin URL; each
+//! test makes its own database) and `SLUICE_TEST_PG_BIN` (server binaries,
+//! for tests that stop and start their own cluster). When one is missing the
+//! test is skipped — or fails, under `SLUICE_REQUIRE_SERVICES=1`.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use base64::Engine;
+use serde_json::Value;
+use sluice_core::config::DatabaseUrl;
+use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
+use sluice_core::queue::Queue;
+use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::sink::{self, Sink};
+use sluice_writer::configuration::Tuning;
+use sluice_writer::startup::Application;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+/// The key every test masks with; the binary gets it as `PII_KEY`.
+pub const TEST_KEY: [u8; 32] = [42u8; 32];
+
+pub fn test_key_base64() -> String {
+    base64::engine::general_purpose::STANDARD.encode(TEST_KEY)
+}
+
+pub fn masker() -> Masker {
+    Masker::new(Keyring::new(PiiKey::from_bytes(&TEST_KEY), vec![]), Policy::default())
+}
+
+fn require_services() -> bool {
+    std::env::var("SLUICE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// A service address from the environment, or `None` (skip) — a failure
+/// under `SLUICE_REQUIRE_SERVICES=1`.
+pub fn service(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(v) if !v.trim().is_empty() => Some(v),
+        _ if require_services() => panic!("{variable} is not set and SLUICE_REQUIRE_SERVICES=1"),
+        _ => {
+            eprintln!("skipped: {variable} is not set (run the tests with scripts/test)");
+            None
+        }
+    }
+}
+
+/// `let x = require!(expr);` returns from the test when a service is absent.
+#[macro_export]
+macro_rules! require {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return,
+        }
+    };
+}
+
+/// Polls `check` every 50 ms until it holds, failing after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------- queues
+
+/// A fresh, uniquely named queue on the emulator.
+pub struct TestQueue {
+    pub queue: SqsQueue,
+    pub endpoint: String,
+}
+
+impl TestQueue {
+    pub async fn new(endpoint: &str, visibility_secs: u32) -> Self {
+        let settings = SqsSettings {
+            queue_url: format!("{endpoint}/000000000000/placeholder"),
+            endpoint_url: Some(endpoint.to_owned()),
+            region: Some("us-east-1".into()),
+            credentials: Some(("test".into(), "test".into())),
+        };
+        let client = sluice_core::queue::sqs::client(&settings).await;
+        let name = format!("t-{}", uuid::Uuid::now_v7().simple());
+        let url = client
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
+            .send()
+            .await
+            .expect("create queue on the emulator")
+            .queue_url()
+            .unwrap()
+            .to_owned();
+        Self {
+            queue: SqsQueue::from_client(client, url),
+            endpoint: endpoint.to_owned(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        self.queue.url()
+    }
+
+    pub fn shared(&self) -> Arc<dyn Queue> {
+        Arc::new(self.queue.clone())
+    }
+
+    /// Sends bodies ten at a time; every entry must be accepted.
+    pub async fn send(&self, bodies: &[String]) {
+        for chunk in bodies.chunks(10) {
+            let out = self.queue.send_batch(chunk).await.expect("send batch");
+            assert!(out.failed.is_empty(), "send failures: {:?}", out.failed);
+        }
+    }
+
+    /// Messages visible plus in flight.
+    pub async fn remaining(&self) -> u64 {
+        let (visible, in_flight) = self.counts().await;
+        visible + in_flight
+    }
+
+    /// (visible, in flight).
+    pub async fn counts(&self) -> (u64, u64) {
+        let out = self
+            .queue
+            .client()
+            .get_queue_attributes()
+            .queue_url(self.url())
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        (
+            n(QueueAttributeName::ApproximateNumberOfMessages),
+            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+// ---------------------------------------------------------------- databases
+
+/// A fresh PostgreSQL database on the server at `SLUICE_TEST_DATABASE_URL`.
+pub async fn fresh_postgres(admin_url: &str) -> String {
+    let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connect to the test server");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    replace_database(admin_url, &name)
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A database of either kind, for assertions.
+#[derive(Debug, Clone)]
+pub enum TestDb {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+/// A `user_logins` row as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginOut {
+    pub user_id: String,
+    pub device_type: Option<String>,
+    pub masked_ip: Option<String>,
+    pub masked_device_id: Option<String>,
+    pub locale: Option<String>,
+    pub app_version: Option<i32>,
+    pub create_date: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedOut {
+    pub message_key: String,
+    pub reason: String,
+    pub payload: String,
+    pub payload_format: String,
+}
+
+impl TestDb {
+    /// A fresh database of the given kind: `postgres` or `sqlite`.
+    pub async fn fresh(kind: &str, dir: &Path) -> Option<Self> {
+        match kind {
+            "postgres" => {
+                let admin = service("SLUICE_TEST_DATABASE_URL")?;
+                Some(TestDb::Postgres(fresh_postgres(&admin).await))
+            }
+            _ => Some(TestDb::Sqlite(dir.join(format!("{}.db", uuid::Uuid::now_v7().simple())))),
+        }
+    }
+
+    pub fn url(&self) -> DatabaseUrl {
+        match self {
+            TestDb::Postgres(url) => DatabaseUrl::Postgres(url.clone()),
+            TestDb::Sqlite(path) => DatabaseUrl::Sqlite(path.clone()),
+        }
+    }
+
+    pub fn url_string(&self) -> String {
+        match self {
+            TestDb::Postgres(url) => url.clone(),
+            TestDb::Sqlite(path) => format!("sqlite://{}", path.display()),
+        }
+    }
+
+    pub async fn sink(&self) -> Arc<dyn Sink> {
+        let sink = sink::connect(&self.url(), 4).await.expect("connect sink");
+        sink.migrate().await.expect("migrate");
+        sink
+    }
+
+    /// Runs statements (DDL in tests).
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            TestDb::Postgres(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
+            }
+            TestDb::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).unwrap();
+                c.execute_batch(sql).unwrap();
+            }
+        }
+    }
+
+    /// Row count of a table; 0 when the table does not exist yet or the
+    /// database is unreachable (tests poll through outages).
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self {
+            TestDb::Postgres(url) => {
+                let Ok(mut c) = sqlx::PgConnection::connect(url).await else { return -1 };
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap_or(0)
+            }
+            TestDb::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    let c = rusqlite::Connection::open(path).ok()?;
+                    c.busy_timeout(Duration::from_secs(5)).ok()?;
+                    c.query_row(&sql, [], |r| r.get::<_, i64>(0)).ok()
+                })
+                .await
+                .unwrap()
+                .unwrap_or(0)
+            }
+        }
+    }
+
+    pub async fn logins(&self) -> Vec<LoginOut> {
+        let sql = "SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, \
+                   CAST(create_date AS TEXT) FROM user_logins ORDER BY user_id";
+        match self {
+            TestDb::Postgres(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let rows: Vec<(String, Option<String>, Option<String>, Option<String>, Option<String>, Option<i32>, Option<String>)> =
+                    sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
+                rows.into_iter()
+                    .map(|r| LoginOut {
+                        user_id: r.0,
+                        device_type: r.1,
+                        masked_ip: r.2,
+                        masked_device_id: r.3,
+                        locale: r.4,
+                        app_version: r.5,
+                        create_date: r.6,
+                    })
+                    .collect()
+            }
+            TestDb::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = c.prepare(sql).unwrap();
+                stmt.query_map([], |r| {
+                    Ok(LoginOut {
+                        user_id: r.get(0)?,
+                        device_type: r.get(1)?,
+                        masked_ip: r.get(2)?,
+                        masked_device_id: r.get(3)?,
+                        locale: r.get(4)?,
+                        app_version: r.get(5)?,
+                        create_date: r.get(6)?,
+                    })
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+        }
+    }
+
+    pub async fn rejected(&self) -> Vec<RejectedOut> {
+        let sql = "SELECT message_key, reason, payload, payload_format FROM rejected_records ORDER BY id";
+        match self {
+            TestDb::Postgres(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let rows: Vec<(String, String, String, String)> = sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
+                rows.into_iter()
+                    .map(|r| RejectedOut {
+                        message_key: r.0,
+                        reason: r.1,
+                        payload: r.2,
+                        payload_format: r.3,
+                    })
+                    .collect()
+            }
+            TestDb::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = c.prepare(sql).unwrap();
+                stmt.query_map([], |r| {
+                    Ok(RejectedOut {
+                        message_key: r.get(0)?,
+                        reason: r.get(1)?,
+                        payload: r.get(2)?,
+                        payload_format: r.get(3)?,
+                    })
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+        }
+    }
+
+    /// Every value of every user table as text, for PII searches.
+    pub async fn dump(&self) -> String {
+        let mut out = String::new();
+        for table in ["user_logins", "rejected_records", "sluice_receipts"] {
+            match self {
+                TestDb::Postgres(url) => {
+                    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                    let sql = format!("SELECT CAST(t.* AS TEXT) FROM {table} t");
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut c).await.unwrap();
+                    out.push_str(&rows.join("\n"));
+                }
+                TestDb::Sqlite(_) => {}
+            }
+        }
+        if let TestDb::Sqlite(path) = self {
+            // The file's bytes, WAL included: what is at rest.
+            for suffix in ["", "-wal"] {
+                let p = PathBuf::from(format!("{}{suffix}", path.display()));
+                if let Ok(bytes) = std::fs::read(p) {
+                    out.push_str(&String::from_utf8_lossy(&bytes));
+                }
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------- writers
+
+/// Tuning that makes tests quick: short polls and lingers.
+pub fn test_tuning() -> Tuning {
+    Tuning {
+        consumers: 2,
+        wait: Duration::from_secs(1),
+        linger: Duration::from_millis(50),
+        visibility: Duration::from_secs(10),
+        shutdown_timeout: Duration::from_secs(5),
+        ..Tuning::default()
+    }
+}
+
+/// A writer running in this process.
+pub struct RunningWriter {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWriter {
+    pub async fn start(queue: Arc<dyn Queue>, db: &TestDb, tuning: Tuning) -> Self {
+        let sink = db.sink().await;
+        Self::start_with_sink(queue, sink, tuning).await
+    }
+
+    pub async fn start_with_sink(queue: Arc<dyn Queue>, sink: Arc<dyn Sink>, tuning: Tuning) -> Self {
+        let app = Application::build("127.0.0.1:0".parse().unwrap(), queue, sink, masker(), tuning)
+            .await
+            .unwrap();
+        let addr = app.local_addr();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run(shutdown.clone()));
+        Self { addr, shutdown, handle }
+    }
+
+    /// Signals shutdown and waits for the writer to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("writer stops within 30 s")
+            .expect("writer task");
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}{path}", self.addr)).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// A counter's value summed over its label sets, from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        metric_value(&text, name)
+    }
+}
+
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+// ---------------------------------------------------------------- data
+
+/// The project's copy of the reference login fixture: 100 records, one of
+/// which is not a login.
+pub fn login_fixture() -> Vec<Value> {
+    serde_json::from_str(include_str!("../fixtures/login-records.json")).unwrap()
+}
+
+/// Every string value of the fixture's `ip` and `device_id` fields.
+pub fn fixture_pii() -> Vec<String> {
+    login_fixture()
+        .iter()
+        .flat_map(|r| ["ip", "device_id"].map(|k| r.get(k).and_then(Value::as_str).map(str::to_owned)))
+        .flatten()
+        .collect()
+}
+
+/// `n` generated login records with unique user ids and ips.
+pub fn generated_logins(n: usize, tag: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "user_id": format!("{tag}-{i:07}"),
+                "app_version": format!("{}.{}.{}", i % 9, i % 100, i % 10),
+                "device_type": if i % 2 == 0 { "android" } else { "ios" },
+                "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                "locale": "FR",
+                "device_id": format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i % 10000),
+            })
+        })
+        .collect()
+}
+
+/// Envelope-v1 bodies of `per_message` events each.
+pub fn envelope_bodies(records: &[Value], per_message: usize) -> Vec<String> {
+    records
+        .chunks(per_message)
+        .map(|chunk| sluice_core::wire::Envelope::new(chunk.to_vec()).encode())
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary for the writer (zero-to-production style):
+//! shared helpers in `helpers`, one module per behaviour.
+
+mod helpers;
+
+mod bad_input;
+
+mod delivery;
+mod outage;
