@@ -78,19 +78,26 @@ impl Classifier {
     fn record(&self, record: Map<String, Value>, rows: &mut MessageRows) {
         let size = approx_size_of_object(&record);
         if size > self.max_record_bytes {
-            let reason = format!("record of about {size} bytes is over the {} byte limit", self.max_record_bytes);
-            rows.rejected.push(self.rejected(reason, InvalidPayload::Json(Value::Object(record))));
+            let reason = format!(
+                "record of about {size} bytes is over the {} byte limit",
+                self.max_record_bytes
+            );
+            rows.rejected
+                .push(self.rejected(reason, InvalidPayload::Json(Value::Object(record))));
             return;
         }
         let result = match RecordKind::of(&record) {
-            RecordKind::UserLogin => login::login_row(&record, &self.masker).map(|row| rows.logins.push(row)),
+            RecordKind::UserLogin => {
+                login::login_row(&record, &self.masker).map(|row| rows.logins.push(row))
+            }
             RecordKind::TuneEvent | RecordKind::TuneAdjustment => {
                 Err("TUNE records are not loaded by this version".to_owned())
             }
             RecordKind::Unrecognized => Err("unrecognized record shape".to_owned()),
         };
         if let Err(reason) = result {
-            rows.rejected.push(self.rejected(reason, InvalidPayload::Json(Value::Object(record))));
+            rows.rejected
+                .push(self.rejected(reason, InvalidPayload::Json(Value::Object(record))));
         }
     }
 
@@ -122,7 +129,10 @@ fn approx_size(value: &Value) -> usize {
 }
 
 fn approx_size_of_object(map: &Map<String, Value>) -> usize {
-    map.iter().map(|(k, v)| k.len() + 4 + approx_size(v)).sum::<usize>() + 2
+    map.iter()
+        .map(|(k, v)| k.len() + 4 + approx_size(v))
+        .sum::<usize>()
+        + 2
 }
 
 #[cfg(test)]
@@ -132,7 +142,10 @@ mod tests {
     use serde_json::json;
 
     fn classifier() -> Classifier {
-        let masker = Masker::new(Keyring::new(PiiKey::from_bytes(&[3u8; 32]), vec![]), Policy::default());
+        let masker = Masker::new(
+            Keyring::new(PiiKey::from_bytes(&[3u8; 32]), vec![]),
+            Policy::default(),
+        );
         Classifier::new(masker, DEFAULT_MAX_RECORD_BYTES)
     }
 
@@ -142,11 +155,30 @@ mod tests {
 
     #[test]
     fn classification_first_match_wins() {
-        assert_eq!(RecordKind::of(&obj(json!({"adjust_action": 1, "event_id": "e", "action": "x"}))), RecordKind::TuneAdjustment);
-        assert_eq!(RecordKind::of(&obj(json!({"event_id": "e", "action": "click", "user_id": "u", "ip": "1"}))), RecordKind::TuneEvent);
-        assert_eq!(RecordKind::of(&obj(json!({"user_id": "u", "device_id": "d"}))), RecordKind::UserLogin);
-        assert_eq!(RecordKind::of(&obj(json!({"user_id": "u"}))), RecordKind::Unrecognized);
-        assert_eq!(RecordKind::of(&obj(json!({"foo": "oops_wrong_msg_type", "bar": "123"}))), RecordKind::Unrecognized);
+        assert_eq!(
+            RecordKind::of(&obj(
+                json!({"adjust_action": 1, "event_id": "e", "action": "x"})
+            )),
+            RecordKind::TuneAdjustment
+        );
+        assert_eq!(
+            RecordKind::of(&obj(
+                json!({"event_id": "e", "action": "click", "user_id": "u", "ip": "1"})
+            )),
+            RecordKind::TuneEvent
+        );
+        assert_eq!(
+            RecordKind::of(&obj(json!({"user_id": "u", "device_id": "d"}))),
+            RecordKind::UserLogin
+        );
+        assert_eq!(
+            RecordKind::of(&obj(json!({"user_id": "u"}))),
+            RecordKind::Unrecognized
+        );
+        assert_eq!(
+            RecordKind::of(&obj(json!({"foo": "oops_wrong_msg_type", "bar": "123"}))),
+            RecordKind::Unrecognized
+        );
     }
 
     #[test]
@@ -171,11 +203,17 @@ mod tests {
     #[test]
     fn unparseable_payloads_are_encrypted() {
         let c = classifier();
-        let rows = c.message_rows("k".into(), crate::wire::decode_body(b"{\"ip\": \"10.1.2.3\""));
+        let rows = c.message_rows(
+            "k".into(),
+            crate::wire::decode_body(b"{\"ip\": \"10.1.2.3\""),
+        );
         assert_eq!(rows.rejected.len(), 1);
         let r = &rows.rejected[0];
         assert_eq!(r.payload_format, PayloadFormat::Encrypted);
         assert!(!r.payload.contains("10.1.2.3"));
-        assert_eq!(c.masker().recover(&r.payload).unwrap(), b"{\"ip\": \"10.1.2.3\"");
+        assert_eq!(
+            c.masker().recover(&r.payload).unwrap(),
+            b"{\"ip\": \"10.1.2.3\""
+        );
     }
 }

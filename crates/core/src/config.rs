@@ -38,7 +38,10 @@ impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
         let raw = raw.trim();
         if raw.is_empty() {
-            return Err(ConfigError::new("DATABASE_URL", format!("is empty; {DATABASE_URL_EXPECTED}")));
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!("is empty; {DATABASE_URL_EXPECTED}"),
+            ));
         }
         if let Some(rest) = raw.strip_prefix("sqlite:") {
             // sqlite:///abs/path, sqlite://relative/path and sqlite:relative/path.
@@ -54,7 +57,9 @@ impl DatabaseUrl {
         }
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             let after_scheme = raw.split_once("://").map(|(_, r)| r).unwrap_or_default();
-            let host_part = after_scheme.rsplit_once('@').map_or(after_scheme, |(_, h)| h);
+            let host_part = after_scheme
+                .rsplit_once('@')
+                .map_or(after_scheme, |(_, h)| h);
             let host = host_part.split(['/', '?']).next().unwrap_or_default();
             if host.is_empty() && !after_scheme.contains("host=") {
                 return Err(ConfigError::new(
@@ -122,7 +127,8 @@ pub fn env_parse<T: FromStr>(
 
 /// Parses an optional millisecond duration variable.
 pub fn env_millis(name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-    env_parse(name, default_ms, "expected a whole number of milliseconds").map(Duration::from_millis)
+    env_parse(name, default_ms, "expected a whole number of milliseconds")
+        .map(Duration::from_millis)
 }
 
 /// Queue URL validation: an `http(s)://` SQS URL.

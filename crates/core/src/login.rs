@@ -26,7 +26,11 @@ pub fn login_row(record: &Map<String, Value>, masker: &Masker) -> Result<LoginRo
 
 /// A scalar field as text, checked against its column width (characters,
 /// as PostgreSQL's varchar counts them).
-fn text_field(record: &Map<String, Value>, name: &str, max: usize) -> Result<Option<String>, String> {
+fn text_field(
+    record: &Map<String, Value>,
+    name: &str,
+    max: usize,
+) -> Result<Option<String>, String> {
     let text = match record.get(name) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s.clone(),
@@ -39,7 +43,12 @@ fn text_field(record: &Map<String, Value>, name: &str, max: usize) -> Result<Opt
     Ok(Some(text))
 }
 
-fn masked_field(record: &Map<String, Value>, name: &str, column: &str, masker: &Masker) -> Result<Option<String>, String> {
+fn masked_field(
+    record: &Map<String, Value>,
+    name: &str,
+    column: &str,
+    masker: &Masker,
+) -> Result<Option<String>, String> {
     let Some(value) = record.get(name) else {
         return Ok(None);
     };
@@ -82,7 +91,9 @@ pub fn app_version(value: &Value) -> Option<i32> {
     if minor >= 1000 || patch >= 1000 {
         return None;
     }
-    major.checked_mul(1_000_000)?.checked_add(minor * 1000 + patch)
+    major
+        .checked_mul(1_000_000)?
+        .checked_add(minor * 1000 + patch)
 }
 
 #[cfg(test)]
@@ -109,21 +120,40 @@ mod tests {
 
     #[test]
     fn row_is_masked_and_checked() {
-        let m = Masker::new(Keyring::new(PiiKey::from_bytes(&[9u8; 32]), vec![]), Policy::default());
+        let m = Masker::new(
+            Keyring::new(PiiKey::from_bytes(&[9u8; 32]), vec![]),
+            Policy::default(),
+        );
         let rec = json!({"user_id": "u1", "app_version": "2.3.0", "device_type": "android",
             "ip": "199.172.111.135", "locale": null, "device_id": "593-47-5928"});
         let row = login_row(rec.as_object().unwrap(), &m).unwrap();
         assert_eq!(row.user_id, "u1");
         assert_eq!(row.locale, None);
         assert_eq!(row.app_version, Some(2_003_000));
-        assert_eq!(m.recover(row.masked_ip.as_deref().unwrap()).unwrap(), b"199.172.111.135");
-        assert_eq!(m.recover(row.masked_device_id.as_deref().unwrap()).unwrap(), b"593-47-5928");
+        assert_eq!(
+            m.recover(row.masked_ip.as_deref().unwrap()).unwrap(),
+            b"199.172.111.135"
+        );
+        assert_eq!(
+            m.recover(row.masked_device_id.as_deref().unwrap()).unwrap(),
+            b"593-47-5928"
+        );
 
         let long = json!({"user_id": "u", "ip": "1.1.1.1", "device_type": "x".repeat(33)});
-        assert_eq!(login_row(long.as_object().unwrap(), &m).unwrap_err(), "device_type is longer than 32 characters");
+        assert_eq!(
+            login_row(long.as_object().unwrap(), &m).unwrap_err(),
+            "device_type is longer than 32 characters"
+        );
         let nested = json!({"user_id": {"a": 1}, "ip": "1.1.1.1"});
-        assert_eq!(login_row(nested.as_object().unwrap(), &m).unwrap_err(), "user_id is not a scalar");
+        assert_eq!(
+            login_row(nested.as_object().unwrap(), &m).unwrap_err(),
+            "user_id is not a scalar"
+        );
         let huge_ip = json!({"user_id": "u", "ip": "9".repeat(300)});
-        assert!(login_row(huge_ip.as_object().unwrap(), &m).unwrap_err().contains("masked_ip"));
+        assert!(
+            login_row(huge_ip.as_object().unwrap(), &m)
+                .unwrap_err()
+                .contains("masked_ip")
+        );
     }
 }

@@ -43,7 +43,9 @@ pub struct PiiKey {
 
 impl std::fmt::Debug for PiiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PiiKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("PiiKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,13 +53,19 @@ impl PiiKey {
     /// Parses a base64 key of exactly 32 bytes. `variable` names the setting
     /// in the error.
     pub fn from_base64(variable: &'static str, encoded: &str) -> Result<Self, ConfigError> {
-        let bytes = STANDARD
-            .decode(encoded.trim())
-            .map_err(|_| ConfigError::new(variable, format!("is not valid base64; {HOW_TO_MAKE_A_KEY}")))?;
+        let bytes = STANDARD.decode(encoded.trim()).map_err(|_| {
+            ConfigError::new(
+                variable,
+                format!("is not valid base64; {HOW_TO_MAKE_A_KEY}"),
+            )
+        })?;
         let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
             ConfigError::new(
                 variable,
-                format!("decodes to {} bytes, not 32; {HOW_TO_MAKE_A_KEY}", bytes.len()),
+                format!(
+                    "decodes to {} bytes, not 32; {HOW_TO_MAKE_A_KEY}",
+                    bytes.len()
+                ),
             )
         })?;
         Ok(Self::from_bytes(&bytes))
@@ -198,7 +206,10 @@ impl Policy {
     /// laid over them.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("PII_POLICY_FILE", format!("cannot read {}: {e}", path.display()))
+            ConfigError::new(
+                "PII_POLICY_FILE",
+                format!("cannot read {}: {e}", path.display()),
+            )
         })?;
         let overrides: HashMap<String, Strategy> = serde_json::from_str(&text).map_err(|e| {
             ConfigError::new(
@@ -219,10 +230,10 @@ impl Policy {
         if let Some(s) = self.fields.get(field) {
             return *s;
         }
-        if field.bytes().any(|b| b.is_ascii_uppercase()) {
-            if let Some(s) = self.fields.get(&field.to_ascii_lowercase()) {
-                return *s;
-            }
+        if field.bytes().any(|b| b.is_ascii_uppercase())
+            && let Some(s) = self.fields.get(&field.to_ascii_lowercase())
+        {
+            return *s;
         }
         Strategy::Keep
     }
@@ -230,7 +241,9 @@ impl Policy {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecoverError {
-    #[error("not a value made by the encrypt strategy (expected {ENCRYPTED_PREFIX}:<key id>:<data>)")]
+    #[error(
+        "not a value made by the encrypt strategy (expected {ENCRYPTED_PREFIX}:<key id>:<data>)"
+    )]
     NotEncrypted,
     #[error("made with key id {0}, which is not configured (set it in PII_KEY or PII_OLD_KEYS)")]
     UnknownKey(String),
@@ -290,7 +303,8 @@ impl Masker {
     /// Decrypts a value made by [`Masker::encrypt`] under any configured key.
     pub fn recover(&self, masked: &str) -> Result<Vec<u8>, RecoverError> {
         let mut parts = masked.trim().splitn(3, ':');
-        let (Some(ENCRYPTED_PREFIX), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next())
+        let (Some(ENCRYPTED_PREFIX), Some(id), Some(data)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return Err(RecoverError::NotEncrypted);
         };
@@ -320,7 +334,9 @@ impl Masker {
             Strategy::Hash => self.hash(text.as_bytes()),
             // Something that is not an address cannot be truncated; hashing it
             // is the safe fallback that still groups equal values.
-            Strategy::TruncateIp => truncate_ip(&text).unwrap_or_else(|| self.hash(text.as_bytes())),
+            Strategy::TruncateIp => {
+                truncate_ip(&text).unwrap_or_else(|| self.hash(text.as_bytes()))
+            }
         };
         Some(Value::String(masked))
     }
@@ -331,7 +347,9 @@ impl Masker {
             Strategy::Keep => Some(self.mask_value(value.clone())),
             strategy => match value {
                 // A structured value under a PII name is masked whole.
-                Value::Object(_) | Value::Array(_) => self.apply(strategy, &Value::String(value.to_string())),
+                Value::Object(_) | Value::Array(_) => {
+                    self.apply(strategy, &Value::String(value.to_string()))
+                }
                 _ => self.apply(strategy, value),
             },
         }
@@ -349,7 +367,9 @@ impl Masker {
     pub fn mask_value(&self, value: Value) -> Value {
         match value {
             Value::Object(map) => Value::Object(self.mask_object(map)),
-            Value::Array(items) => Value::Array(items.into_iter().map(|v| self.mask_value(v)).collect()),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| self.mask_value(v)).collect())
+            }
             other => other,
         }
     }
@@ -415,11 +435,17 @@ mod tests {
         );
         assert_eq!(rotated.recover(&value).unwrap(), b"593-47-5928");
         let without_old = masker();
-        assert!(matches!(without_old.recover(&value), Err(RecoverError::UnknownKey(_))));
+        assert!(matches!(
+            without_old.recover(&value),
+            Err(RecoverError::UnknownKey(_))
+        ));
         let mut tampered = value.clone();
         tampered.pop();
         tampered.push(if value.ends_with('A') { 'B' } else { 'A' });
-        assert!(matches!(rotated.recover(&tampered), Err(RecoverError::Corrupt(_))));
+        assert!(matches!(
+            rotated.recover(&tampered),
+            Err(RecoverError::Corrupt(_))
+        ));
         assert_eq!(rotated.recover("plain"), Err(RecoverError::NotEncrypted));
     }
 
@@ -436,7 +462,10 @@ mod tests {
     #[test]
     fn truncation() {
         assert_eq!(truncate_ip("199.172.111.135").unwrap(), "199.172.111.0/24");
-        assert_eq!(truncate_ip("2001:db8:abcd:12::1").unwrap(), "2001:db8:abcd::/48");
+        assert_eq!(
+            truncate_ip("2001:db8:abcd:12::1").unwrap(),
+            "2001:db8:abcd::/48"
+        );
         assert_eq!(truncate_ip("nope"), None);
         let m = masker();
         let v = m.apply(Strategy::TruncateIp, &json!("nope")).unwrap();
@@ -456,7 +485,12 @@ mod tests {
         let text = masked.to_string();
         assert!(!text.contains("1.2.3.4") && !text.contains("\"abc\"") && !text.contains("secret"));
         assert_eq!(masked["keep"], 1);
-        assert!(masked["nested"][0]["device_id"].as_str().unwrap().starts_with("enc:"));
+        assert!(
+            masked["nested"][0]["device_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("enc:")
+        );
         assert!(masked["user_agent"].as_str().unwrap().starts_with("hmac:"));
     }
 

@@ -82,7 +82,10 @@ pub trait Queue: Send + Sync + 'static {
         visibility: Duration,
     ) -> Result<Vec<QueueMessage>, QueueError>;
     /// Deletes up to ten messages by receipt handle.
-    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<Vec<EntryFailure>, QueueError>;
+    async fn delete_batch(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<EntryFailure>, QueueError>;
     /// Sets the visibility timeout of up to ten messages (zero makes them
     /// visible again at once).
     async fn change_visibility_batch(

@@ -66,7 +66,10 @@ pub enum Item {
     /// A JSON object: a record to classify.
     Record(Map<String, Value>),
     /// Something that is not a record, with why.
-    Invalid { reason: String, payload: InvalidPayload },
+    Invalid {
+        reason: String,
+        payload: InvalidPayload,
+    },
 }
 
 /// The payload of an invalid item, kept so nothing is lost.
@@ -101,7 +104,10 @@ impl DecodedBody {
 /// Decodes a queue message body of any accepted shape.
 pub fn decode_body(body: &[u8]) -> DecodedBody {
     let Ok(text) = std::str::from_utf8(body) else {
-        return DecodedBody::invalid("body is not valid UTF-8", InvalidPayload::Raw(body.to_vec()));
+        return DecodedBody::invalid(
+            "body is not valid UTF-8",
+            InvalidPayload::Raw(body.to_vec()),
+        );
     };
     let trimmed = text.trim();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -119,7 +125,10 @@ pub fn decode_body(body: &[u8]) -> DecodedBody {
         );
     };
     if !compressed.starts_with(&[0x1f, 0x8b]) {
-        return DecodedBody::invalid("base64 body is not gzip", InvalidPayload::Raw(body.to_vec()));
+        return DecodedBody::invalid(
+            "base64 body is not gzip",
+            InvalidPayload::Raw(body.to_vec()),
+        );
     }
     let json = match gunzip(&compressed) {
         Ok(json) => json,
@@ -229,7 +238,10 @@ mod tests {
 
     #[test]
     fn envelope_round_trip() {
-        let env = Envelope::new(vec![json!({"user_id": "u", "ip": "1.2.3.4"}), json!({"a": 1})]);
+        let env = Envelope::new(vec![
+            json!({"user_id": "u", "ip": "1.2.3.4"}),
+            json!({"a": 1}),
+        ]);
         let decoded = decode_body(env.encode().as_bytes());
         assert_eq!(decoded.envelope_id.as_deref(), Some(env.id.as_str()));
         assert_eq!(decoded.items.len(), 2);
@@ -248,7 +260,8 @@ mod tests {
 
     #[test]
     fn tune_native_delivery_without_version() {
-        let body = encode_body(br#"{"events": [{"event_id": "e", "action": "click"}], "count": 1}"#);
+        let body =
+            encode_body(br#"{"events": [{"event_id": "e", "action": "click"}], "count": 1}"#);
         let decoded = decode_body(body.as_bytes());
         assert_eq!(decoded.items.len(), 1);
         assert!(reasons(&decoded).is_empty());
@@ -256,20 +269,47 @@ mod tests {
 
     #[test]
     fn bad_bodies_become_invalid_items_with_reasons() {
-        assert_eq!(reasons(&decode_body(b"not json at all!")), vec!["body is neither JSON nor base64"]);
-        assert_eq!(reasons(&decode_body(b"{\"a\": ")), vec!["invalid JSON at line 1 column 6"]);
-        assert_eq!(reasons(&decode_body(b"42")), vec!["JSON scalar where an object or array was expected"]);
-        assert_eq!(reasons(&decode_body(b"true")), vec!["JSON scalar where an object or array was expected"]);
+        assert_eq!(
+            reasons(&decode_body(b"not json at all!")),
+            vec!["body is neither JSON nor base64"]
+        );
+        assert_eq!(
+            reasons(&decode_body(b"{\"a\": ")),
+            vec!["invalid JSON at line 1 column 6"]
+        );
+        assert_eq!(
+            reasons(&decode_body(b"42")),
+            vec!["JSON scalar where an object or array was expected"]
+        );
+        assert_eq!(
+            reasons(&decode_body(b"true")),
+            vec!["JSON scalar where an object or array was expected"]
+        );
         assert_eq!(reasons(&decode_body(b"[]")), vec!["empty JSON array"]);
-        assert_eq!(reasons(&decode_body(b"\xff\xfe{}")), vec!["body is not valid UTF-8"]);
+        assert_eq!(
+            reasons(&decode_body(b"\xff\xfe{}")),
+            vec!["body is not valid UTF-8"]
+        );
         let not_gzip = STANDARD.encode(b"hello, this is not gzip");
-        assert_eq!(reasons(&decode_body(not_gzip.as_bytes())), vec!["base64 body is not gzip"]);
+        assert_eq!(
+            reasons(&decode_body(not_gzip.as_bytes())),
+            vec!["base64 body is not gzip"]
+        );
         let mut truncated = STANDARD.decode(encode_body(b"{\"a\": 1}")).unwrap();
         truncated.truncate(12);
-        assert_eq!(reasons(&decode_body(STANDARD.encode(truncated).as_bytes())), vec!["broken gzip stream"]);
+        assert_eq!(
+            reasons(&decode_body(STANDARD.encode(truncated).as_bytes())),
+            vec!["broken gzip stream"]
+        );
         let bad_utf8 = encode_body(b"\xff\xff");
-        assert_eq!(reasons(&decode_body(bad_utf8.as_bytes())), vec!["decompressed body is not valid UTF-8"]);
+        assert_eq!(
+            reasons(&decode_body(bad_utf8.as_bytes())),
+            vec!["decompressed body is not valid UTF-8"]
+        );
         let empty_env = encode_body(br#"{"v":1,"id":"x","events":[]}"#);
-        assert_eq!(reasons(&decode_body(empty_env.as_bytes())), vec!["envelope has no events"]);
+        assert_eq!(
+            reasons(&decode_body(empty_env.as_bytes())),
+            vec!["envelope has no events"]
+        );
     }
 }

@@ -16,7 +16,11 @@ use crate::shutdown;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-writer", version, about = "Drains the Sluice queue into PostgreSQL or SQLite, PII masked.")]
+#[command(
+    name = "sluice-writer",
+    version,
+    about = "Drains the Sluice queue into PostgreSQL or SQLite, PII masked."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -88,12 +92,17 @@ async fn check_queue(queue: &SqsQueue) -> Result<(), RunError> {
     }
 }
 
-async fn connect_sink(common: &CommonArgs, tuning: &Tuning) -> Result<Arc<dyn sink::Sink>, RunError> {
+async fn connect_sink(
+    common: &CommonArgs,
+    tuning: &Tuning,
+) -> Result<Arc<dyn sink::Sink>, RunError> {
     let url = configuration::database_url(common)?;
     let sink = sink::connect(&url, tuning.db_connections)
         .await
         .map_err(|e| RunError::Database(e.to_string()))?;
-    sink.migrate().await.map_err(|e| RunError::Database(e.to_string()))?;
+    sink.migrate()
+        .await
+        .map_err(|e| RunError::Database(e.to_string()))?;
     Ok(sink)
 }
 
@@ -153,7 +162,13 @@ fn recover(value: &str, operator: Option<String>) -> Result<(), RunError> {
     let operator = operator
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".to_owned());
-    let key_id = value.split(':').nth(1).unwrap_or("none").chars().take(16).collect::<String>();
+    let key_id = value
+        .split(':')
+        .nth(1)
+        .unwrap_or("none")
+        .chars()
+        .take(16)
+        .collect::<String>();
     let result = masker.recover(value);
     tracing::info!(
         target: "sluice::audit",

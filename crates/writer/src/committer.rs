@@ -85,21 +85,33 @@ impl Committer {
 
     /// Writes a batch (retrying transient failures), then deletes its messages.
     async fn commit(&self, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
+        let received: Vec<String> = deliveries
+            .iter()
+            .map(|d| d.message.receipt_handle.clone())
+            .collect();
         let (batch, handles) = batch_of(deliveries);
         let committed = self.write_isolating(batch, shutdown).await;
-        let (done, failed): (Vec<_>, Vec<_>) = handles.into_iter().partition(|(key, _)| committed.contains(key));
+        let (done, failed): (Vec<_>, Vec<_>) = handles
+            .into_iter()
+            .partition(|(key, _)| committed.contains(key));
         let done: Vec<String> = done.into_iter().flat_map(|(_, h)| h).collect();
         self.delete(&done).await;
         let failed: Vec<String> = failed.into_iter().flat_map(|(_, h)| h).collect();
         if !failed.is_empty() {
             self.give_back(&failed, shutdown).await;
         }
+        // Older handles of a message received twice are done with too.
+        self.leases.forget(&received);
     }
 
     /// Writes the batch; on a permanent error, splits it to find the messages
     /// the database refuses so the others still commit. Returns the keys that
     /// are committed (now or by an earlier delivery).
-    async fn write_isolating(&self, batch: WriteBatch, shutdown: &CancellationToken) -> Vec<String> {
+    async fn write_isolating(
+        &self,
+        batch: WriteBatch,
+        shutdown: &CancellationToken,
+    ) -> Vec<String> {
         let mut work = vec![batch];
         let mut committed = Vec::new();
         while let Some(batch) = work.pop() {
@@ -119,9 +131,14 @@ impl Committer {
                 Err(SinkError::Permanent(reason)) => {
                     // Not deleted: the queue redelivers it and, after the
                     // maximum receive count, moves it to the dead-letter queue.
-                    let key = batch.messages.first().map(|m| m.key.as_str()).unwrap_or_default();
+                    let key = batch
+                        .messages
+                        .first()
+                        .map(|m| m.key.as_str())
+                        .unwrap_or_default();
                     tracing::error!(%reason, message_key = key, "database refuses a message; leaving it to the dead-letter queue");
-                    metrics::counter!("sluice_writer_errors_total", "kind" => "db_permanent").increment(1);
+                    metrics::counter!("sluice_writer_errors_total", "kind" => "db_permanent")
+                        .increment(1);
                 }
                 Err(SinkError::Transient(_)) => {}
             }
@@ -131,19 +148,25 @@ impl Committer {
 
     /// Retries transient errors with backoff while the leases keep the
     /// messages hidden; once shutting down, gives up after the timeout.
-    async fn write_with_retry(&self, batch: &WriteBatch, shutdown: &CancellationToken) -> Result<(), SinkError> {
+    async fn write_with_retry(
+        &self,
+        batch: &WriteBatch,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SinkError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut give_up_at: Option<Instant> = None;
         loop {
             let started = Instant::now();
             match self.sink.write(batch).await {
                 Ok(outcome) => {
-                    metrics::histogram!("sluice_writer_batch_commit_seconds").record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("sluice_writer_batch_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
                     metrics::counter!("sluice_writer_rows_written_total", "table" => "user_logins")
                         .increment(outcome.logins_written);
                     metrics::counter!("sluice_writer_rows_written_total", "table" => "rejected_records")
                         .increment(outcome.rejected_written);
-                    metrics::counter!("sluice_writer_rejected_records_total").increment(outcome.rejected_written);
+                    metrics::counter!("sluice_writer_rejected_records_total")
+                        .increment(outcome.rejected_written);
                     metrics::counter!("sluice_writer_duplicate_messages_total")
                         .increment(outcome.duplicate_keys.len() as u64);
                     metrics::counter!("sluice_writer_batches_committed_total").increment(1);
@@ -151,9 +174,11 @@ impl Committer {
                 }
                 Err(e @ SinkError::Permanent(_)) => return Err(e),
                 Err(SinkError::Transient(reason)) => {
-                    metrics::counter!("sluice_writer_errors_total", "kind" => "db_transient").increment(1);
+                    metrics::counter!("sluice_writer_errors_total", "kind" => "db_transient")
+                        .increment(1);
                     if shutdown.is_cancelled() {
-                        let limit = *give_up_at.get_or_insert_with(|| Instant::now() + self.shutdown_timeout);
+                        let limit = *give_up_at
+                            .get_or_insert_with(|| Instant::now() + self.shutdown_timeout);
                         if Instant::now() >= limit {
                             return Err(SinkError::Transient(reason));
                         }
@@ -186,7 +211,8 @@ impl Committer {
                         break;
                     }
                     Err(e) => {
-                        metrics::counter!("sluice_writer_errors_total", "kind" => "queue_delete").increment(1);
+                        metrics::counter!("sluice_writer_errors_total", "kind" => "queue_delete")
+                            .increment(1);
                         tracing::warn!(error = %e, attempt, "delete failed");
                         tokio::time::sleep(backoff.next_delay()).await;
                     }
@@ -217,7 +243,9 @@ pub async fn release(queue: &dyn Queue, handles: &[String]) {
                 metrics::counter!("sluice_writer_messages_released_total")
                     .increment((chunk.len() - failures.len()) as u64);
             }
-            Err(e) => tracing::warn!(error = %e, "could not release messages; they return after their visibility timeout"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release messages; they return after their visibility timeout")
+            }
         }
     }
 }
@@ -234,7 +262,13 @@ fn batch_of(deliveries: Vec<Delivery>) -> (WriteBatch, Vec<(String, Vec<String>)
     let mut newest: HashMap<String, String> = HashMap::new();
     let mut order: Vec<(String, String)> = Vec::new();
     for d in deliveries {
-        if newest.insert(d.message.message_id.clone(), d.message.receipt_handle.clone()).is_none() {
+        if newest
+            .insert(
+                d.message.message_id.clone(),
+                d.message.receipt_handle.clone(),
+            )
+            .is_none()
+        {
             order.push((d.message.message_id.clone(), d.rows.key.clone()));
         }
         if !index.contains_key(&d.rows.key) {
@@ -281,9 +315,15 @@ mod tests {
             delivery("m3", "h3", "k3"),
         ]);
         assert_eq!(batch.messages.len(), 2);
-        assert_eq!(handles, vec![
-            ("k1".to_owned(), vec!["h1-again".to_owned(), "h2".to_owned()]),
-            ("k3".to_owned(), vec!["h3".to_owned()]),
-        ]);
+        assert_eq!(
+            handles,
+            vec![
+                (
+                    "k1".to_owned(),
+                    vec!["h1-again".to_owned(), "h2".to_owned()]
+                ),
+                ("k3".to_owned(), vec!["h3".to_owned()]),
+            ]
+        );
     }
 }

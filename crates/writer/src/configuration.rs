@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::Args;
 use sluice_core::classify::DEFAULT_MAX_RECORD_BYTES;
-use sluice_core::config::{ConfigError, DatabaseUrl, LogFormat, env_parse, env_var, parse_queue_url};
+use sluice_core::config::{
+    ConfigError, DatabaseUrl, LogFormat, env_parse, env_var, parse_queue_url,
+};
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 
 /// Flags shared by every subcommand; each falls back to its variable.
@@ -66,11 +68,25 @@ impl Tuning {
             batch_messages: env_parse("WRITER_BATCH_MESSAGES", 200, positive)?,
             linger: Duration::from_millis(env_parse("WRITER_LINGER_MS", 200, positive)?),
             committers: env_parse("WRITER_COMMITTERS", 2, positive)?,
-            visibility: Duration::from_secs(env_parse("WRITER_VISIBILITY_TIMEOUT_SECS", 60, positive)?),
-            wait: Duration::from_secs(env_parse("WRITER_WAIT_SECS", 10u64, "expected 0 to 20 seconds")?.min(20)),
-            max_record_bytes: env_parse("WRITER_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, positive)?,
+            visibility: Duration::from_secs(env_parse(
+                "WRITER_VISIBILITY_TIMEOUT_SECS",
+                60,
+                positive,
+            )?),
+            wait: Duration::from_secs(
+                env_parse("WRITER_WAIT_SECS", 10u64, "expected 0 to 20 seconds")?.min(20),
+            ),
+            max_record_bytes: env_parse(
+                "WRITER_MAX_RECORD_BYTES",
+                DEFAULT_MAX_RECORD_BYTES,
+                positive,
+            )?,
             db_connections: env_parse("WRITER_DB_CONNECTIONS", 4, positive)?,
-            shutdown_timeout: Duration::from_secs(env_parse("WRITER_SHUTDOWN_TIMEOUT_SECS", 30, positive)?),
+            shutdown_timeout: Duration::from_secs(env_parse(
+                "WRITER_SHUTDOWN_TIMEOUT_SECS",
+                30,
+                positive,
+            )?),
             max_receive_count: env_parse("WRITER_MAX_RECEIVE_COUNT", 5, positive)?,
         };
         for (name, value) in [
@@ -85,7 +101,10 @@ impl Tuning {
             }
         }
         if tuning.visibility < Duration::from_secs(2) {
-            return Err(ConfigError::new("WRITER_VISIBILITY_TIMEOUT_SECS", "expected at least 2 seconds"));
+            return Err(ConfigError::new(
+                "WRITER_VISIBILITY_TIMEOUT_SECS",
+                "expected at least 2 seconds",
+            ));
         }
         Ok(tuning)
     }

@@ -60,7 +60,8 @@ impl Consumer {
                     messages
                 }
                 Err(e) => {
-                    metrics::counter!("sluice_writer_errors_total", "kind" => "queue_receive").increment(1);
+                    metrics::counter!("sluice_writer_errors_total", "kind" => "queue_receive")
+                        .increment(1);
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");
                     tokio::select! {
@@ -73,7 +74,8 @@ impl Consumer {
             if messages.is_empty() {
                 continue;
             }
-            metrics::counter!("sluice_writer_messages_received_total").increment(messages.len() as u64);
+            metrics::counter!("sluice_writer_messages_received_total")
+                .increment(messages.len() as u64);
             for m in &messages {
                 self.leases.hold(&m.receipt_handle);
             }
@@ -90,8 +92,11 @@ impl Consumer {
                 // A bug in decoding: stop holding the messages so they come back
                 // after their visibility timeout and, if it repeats, end in the
                 // dead-letter queue.
-                tracing::error!("decoding task failed; messages left to the queue's redrive policy");
-                metrics::counter!("sluice_writer_errors_total", "kind" => "decode_panic").increment(1);
+                tracing::error!(
+                    "decoding task failed; messages left to the queue's redrive policy"
+                );
+                metrics::counter!("sluice_writer_errors_total", "kind" => "decode_panic")
+                    .increment(1);
                 self.leases.forget(&handles);
                 continue;
             };

@@ -31,8 +31,14 @@ pub fn router(state: HttpState) -> Router {
 /// Ready when both the database and the queue answer within two seconds.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let limit = Duration::from_secs(2);
-    let database = matches!(tokio::time::timeout(limit, state.sink.ping()).await, Ok(Ok(())));
-    let queue = matches!(tokio::time::timeout(limit, state.queue.depth()).await, Ok(Ok(_)));
+    let database = matches!(
+        tokio::time::timeout(limit, state.sink.ping()).await,
+        Ok(Ok(()))
+    );
+    let queue = matches!(
+        tokio::time::timeout(limit, state.queue.depth()).await,
+        Ok(Ok(_))
+    );
     if database && queue {
         return Json(json!({"status": "ready"})).into_response();
     }
@@ -50,7 +56,10 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(),
     )
 }

@@ -61,7 +61,9 @@ impl Application {
         let tuning = self.tuning;
         let leases = Leases::new(tuning.visibility);
         let classifier = Arc::new(Classifier::new(self.masker, tuning.max_record_bytes));
-        let (tx, rx) = mpsc::channel(tuning.batch_messages.max(10) * 2);
+        // Room for two receives per consumer: enough to keep batches full, small
+        // enough that a slow database stops the receiving, not memory.
+        let (tx, rx) = mpsc::channel(tuning.consumers * 20);
 
         let http_stop = CancellationToken::new();
         let http = {
@@ -83,7 +85,11 @@ impl Application {
         };
 
         let lease_stop = CancellationToken::new();
-        let keeper = tokio::spawn(leases.clone().keep_alive(Arc::clone(&self.queue), lease_stop.clone()));
+        let keeper = tokio::spawn(
+            leases
+                .clone()
+                .keep_alive(Arc::clone(&self.queue), lease_stop.clone()),
+        );
 
         let mut consumers = JoinSet::new();
         for _ in 0..tuning.consumers {

@@ -15,8 +15,9 @@ use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 
 use super::{EntryFailure, Queue, QueueError, QueueMessage, SendOutcome};
@@ -61,7 +62,9 @@ impl SqsSettings {
 /// `scheme://host[:port]` of a URL.
 fn origin(url: &str) -> Option<&str> {
     let scheme_end = url.find("://")? + 3;
-    let end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    let end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
     Some(&url[..end])
 }
 
@@ -98,7 +101,9 @@ pub async fn client(settings: &SqsSettings) -> Client {
             .then(|| origin(&settings.queue_url).map(str::to_owned))
             .flatten()
     });
-    let is_local = endpoint.as_deref().is_some_and(|e| !SqsSettings::is_aws_host(e));
+    let is_local = endpoint
+        .as_deref()
+        .is_some_and(|e| !SqsSettings::is_aws_host(e));
     let region = settings
         .region
         .clone()
@@ -112,11 +117,23 @@ pub async fn client(settings: &SqsSettings) -> Client {
     }
     match &settings.credentials {
         Some((id, secret)) => {
-            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "sluice-environment"));
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "sluice-environment",
+            ));
         }
         None if is_local => {
             // Emulators accept anything; this keeps the SDK off the metadata service.
-            loader = loader.credentials_provider(Credentials::new("test", "test", None, None, "sluice-local"));
+            loader = loader.credentials_provider(Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "sluice-local",
+            ));
         }
         None => {}
     }
@@ -273,7 +290,12 @@ impl Queue for SqsQueue {
             sent: out
                 .successful()
                 .iter()
-                .map(|s| (s.id().parse().unwrap_or(usize::MAX), s.message_id().to_owned()))
+                .map(|s| {
+                    (
+                        s.id().parse().unwrap_or(usize::MAX),
+                        s.message_id().to_owned(),
+                    )
+                })
                 .collect(),
             failed: failures(out.failed()),
         })
@@ -312,7 +334,10 @@ impl Queue for SqsQueue {
             .collect())
     }
 
-    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<Vec<EntryFailure>, QueueError> {
+    async fn delete_batch(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<EntryFailure>, QueueError> {
         let entries = receipt_handles
             .iter()
             .enumerate()
@@ -390,13 +415,18 @@ mod tests {
 
     #[test]
     fn origins_and_regions() {
-        assert_eq!(origin("http://localhost:4566/000000000000/q"), Some("http://localhost:4566"));
+        assert_eq!(
+            origin("http://localhost:4566/000000000000/q"),
+            Some("http://localhost:4566")
+        );
         assert_eq!(
             region_from_url("https://sqs.eu-west-1.amazonaws.com/123/q").as_deref(),
             Some("eu-west-1")
         );
         assert_eq!(region_from_url("http://localhost:4566/0/q"), None);
-        assert!(SqsSettings::is_aws_host("https://sqs.eu-west-1.amazonaws.com/123/q"));
+        assert!(SqsSettings::is_aws_host(
+            "https://sqs.eu-west-1.amazonaws.com/123/q"
+        ));
         assert!(!SqsSettings::is_aws_host("http://127.0.0.1:9324/0/q"));
     }
 }

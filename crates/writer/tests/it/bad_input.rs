@@ -17,7 +17,9 @@ async fn bad_bodies_are_rejected(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
     let queue = TestQueue::new(&endpoint, 30).await;
-    let huge = Envelope::new(vec![json!({"user_id": "u-huge", "ip": "198.51.100.9", "note": "x".repeat(1 << 20)})]);
+    let huge = Envelope::new(vec![
+        json!({"user_id": "u-huge", "ip": "198.51.100.9", "note": "x".repeat(1 << 20)}),
+    ]);
     let bodies = vec![
         "this is not json {".to_owned(),
         "{\"user_id\": \"u\", \"ip\": \"198.51.100.1\"".to_owned(),
@@ -32,7 +34,10 @@ async fn bad_bodies_are_rejected(kind: &str) {
     ];
     queue.send(&bodies).await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(Duration::from_secs(60), "every message deleted", || async { queue.remaining().await == 0 }).await;
+    eventually(Duration::from_secs(60), "every message deleted", || async {
+        queue.remaining().await == 0
+    })
+    .await;
     assert_eq!(db.count("user_logins").await, 1);
     let rejected = db.rejected().await;
     let mut reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
@@ -47,18 +52,29 @@ async fn bad_bodies_are_rejected(kind: &str) {
         "element 1 is not a JSON object",
     ];
     expected.sort_unstable();
-    let (oversized, rest): (Vec<&str>, Vec<&str>) = reasons.into_iter().partition(|r| r.contains("byte limit"));
+    let (oversized, rest): (Vec<&str>, Vec<&str>) =
+        reasons.into_iter().partition(|r| r.contains("byte limit"));
     assert_eq!(rest, expected);
     assert_eq!(oversized.len(), 1);
     for r in &rejected {
         for ip in ["198.51.100.1", "198.51.100.2", "198.51.100.9"] {
-            assert!(!r.payload.contains(ip), "plaintext ip in a rejected row ({})", r.reason);
+            assert!(
+                !r.payload.contains(ip),
+                "plaintext ip in a rejected row ({})",
+                r.reason
+            );
         }
     }
     // Unparseable payloads are encrypted whole and recoverable.
-    let broken = rejected.iter().find(|r| r.reason.starts_with("invalid JSON")).unwrap();
+    let broken = rejected
+        .iter()
+        .find(|r| r.reason.starts_with("invalid JSON"))
+        .unwrap();
     assert_eq!(broken.payload_format, "encrypted");
-    assert_eq!(masker().recover(&broken.payload).unwrap(), bodies[1].as_bytes());
+    assert_eq!(
+        masker().recover(&broken.payload).unwrap(),
+        bodies[1].as_bytes()
+    );
     let (status, _) = writer.get("/healthz").await;
     assert_eq!(status, 200);
     writer.stop().await;

@@ -29,7 +29,10 @@ async fn fixture_lands(kind: &str) {
         db.count("user_logins").await == 99 && db.count("rejected_records").await == 1
     })
     .await;
-    eventually(WAIT, "every message deleted", || async { queue.remaining().await == 0 }).await;
+    eventually(WAIT, "every message deleted", || async {
+        queue.remaining().await == 0
+    })
+    .await;
 
     let logins = db.logins().await;
     assert_eq!(logins.len(), 99);
@@ -40,8 +43,14 @@ async fn fixture_lands(kind: &str) {
     assert_eq!(first.device_type.as_deref(), Some("android"));
     assert_eq!(first.locale.as_deref(), Some("RU"));
     assert_eq!(first.create_date.as_deref(), Some(today.as_str()));
-    assert_eq!(by_user("181452ad-20c3-4e93-86ad-1934c9248903").app_version, Some(96_000));
-    assert_eq!(by_user("5082b1ae-6523-4e3b-a1d8-9750b4407ee8").app_version, Some(3_007_000));
+    assert_eq!(
+        by_user("181452ad-20c3-4e93-86ad-1934c9248903").app_version,
+        Some(96_000)
+    );
+    assert_eq!(
+        by_user("5082b1ae-6523-4e3b-a1d8-9750b4407ee8").app_version,
+        Some(3_007_000)
+    );
     assert_eq!(by_user("66e0635b-ce36-4ec7-aa9e-8a8fca9b83d4").locale, None);
 
     // Masked, and recoverable with the key.
@@ -49,7 +58,11 @@ async fn fixture_lands(kind: &str) {
     let ip = first.masked_ip.clone().unwrap();
     assert!(ip.starts_with("enc:"), "{ip}");
     assert_eq!(m.recover(&ip).unwrap(), b"199.172.111.135");
-    assert_eq!(m.recover(first.masked_device_id.as_deref().unwrap()).unwrap(), b"593-47-5928");
+    assert_eq!(
+        m.recover(first.masked_device_id.as_deref().unwrap())
+            .unwrap(),
+        b"593-47-5928"
+    );
 
     let rejected = db.rejected().await;
     assert_eq!(rejected.len(), 1);
@@ -62,8 +75,13 @@ async fn fixture_lands(kind: &str) {
         json!({"user_id": "same-ip-1", "ip": "203.0.113.77", "device_id": "d-1", "app_version": "beta"}),
         json!({"user_id": "same-ip-2", "ip": "203.0.113.77", "device_id": "d-2", "app_version": "2.x"}),
     ];
-    queue.send(&same_ip.iter().map(Value::to_string).collect::<Vec<_>>()).await;
-    eventually(WAIT, "the two extra logins", || async { db.count("user_logins").await == 101 }).await;
+    queue
+        .send(&same_ip.iter().map(Value::to_string).collect::<Vec<_>>())
+        .await;
+    eventually(WAIT, "the two extra logins", || async {
+        db.count("user_logins").await == 101
+    })
+    .await;
     let logins = db.logins().await;
     let a = logins.iter().find(|l| l.user_id == "same-ip-1").unwrap();
     let b = logins.iter().find(|l| l.user_id == "same-ip-2").unwrap();
@@ -74,7 +92,10 @@ async fn fixture_lands(kind: &str) {
     // No plaintext ip or device id anywhere in the database.
     let dump = db.dump().await;
     for pii in fixture_pii().iter().chain([&"203.0.113.77".to_owned()]) {
-        assert!(!dump.contains(pii.as_str()), "plaintext PII found in the database");
+        assert!(
+            !dump.contains(pii.as_str()),
+            "plaintext PII found in the database"
+        );
     }
 
     assert!(writer.metric("sluice_writer_messages_received_total").await >= 102.0);
@@ -104,9 +125,14 @@ async fn works_with_preexisting_table(kind: &str) {
     )
     .await;
     let queue = TestQueue::new(&endpoint, 30).await;
-    queue.send(&envelope_bodies(&generated_logins(50, "pre"), 25)).await;
+    queue
+        .send(&envelope_bodies(&generated_logins(50, "pre"), 25))
+        .await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "50 rows in the pre-created table", || async { db.count("user_logins").await == 50 }).await;
+    eventually(WAIT, "50 rows in the pre-created table", || async {
+        db.count("user_logins").await == 50
+    })
+    .await;
     writer.stop().await;
 }
 
@@ -129,27 +155,49 @@ async fn redelivered_message_lands_once(kind: &str) {
     let queue = TestQueue::new(&endpoint, 30).await;
     let records = generated_logins(30, "redeliver");
     queue.send(&envelope_bodies(&records[..20], 20)).await;
-    queue.send(&records[20..].iter().map(Value::to_string).collect::<Vec<_>>()).await;
+    queue
+        .send(
+            &records[20..]
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .await;
 
     // Do what a writer does up to the commit, then "crash": no delete.
     let sink = db.sink().await;
     let classifier = sluice_core::classify::Classifier::new(masker(), 65_536);
     let mut held = Vec::new();
     while held.len() < 11 {
-        held.extend(queue.queue.receive(10, Duration::from_secs(1), Duration::from_secs(2)).await.unwrap());
+        held.extend(
+            queue
+                .queue
+                .receive(10, Duration::from_secs(1), Duration::from_secs(2))
+                .await
+                .unwrap(),
+        );
     }
     let batch = WriteBatch {
         written_on: chrono::Utc::now().date_naive(),
-        messages: held.iter().map(|m| to_delivery(&classifier, m.clone()).rows).collect(),
+        messages: held
+            .iter()
+            .map(|m| to_delivery(&classifier, m.clone()).rows)
+            .collect(),
     };
     sink.write(&batch).await.unwrap();
     assert_eq!(db.count("user_logins").await, 30);
 
     // The visibility timeout passes; a writer receives them all again.
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "the redelivered messages deleted", || async { queue.remaining().await == 0 }).await;
+    eventually(WAIT, "the redelivered messages deleted", || async {
+        queue.remaining().await == 0
+    })
+    .await;
     eventually(WAIT, "11 duplicates counted", || async {
-        writer.metric("sluice_writer_duplicate_messages_total").await >= 11.0
+        writer
+            .metric("sluice_writer_duplicate_messages_total")
+            .await
+            >= 11.0
     })
     .await;
     assert_eq!(db.count("user_logins").await, 30);
@@ -178,9 +226,15 @@ async fn duplicate_envelope_lands_once() {
     let body = envelope_bodies(&generated_logins(40, "dup"), 40).remove(0);
     queue.send(&[body.clone(), body.clone()]).await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "both copies deleted", || async { queue.remaining().await == 0 }).await;
+    eventually(WAIT, "both copies deleted", || async {
+        queue.remaining().await == 0
+    })
+    .await;
     queue.send(&[body]).await;
-    eventually(WAIT, "the third copy deleted", || async { queue.remaining().await == 0 }).await;
+    eventually(WAIT, "the third copy deleted", || async {
+        queue.remaining().await == 0
+    })
+    .await;
     assert_eq!(db.count("user_logins").await, 40);
     assert_eq!(db.count("sluice_receipts").await, 1);
     writer.stop().await;
@@ -197,8 +251,12 @@ async fn slow_batch_keeps_its_messages_hidden() {
     let queue = TestQueue::new(&endpoint, 3).await;
 
     // Hold a lock that blocks the writer's receipt insert.
-    let TestDb::Postgres(url) = &db else { unreachable!() };
-    let mut blocker = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
+    let TestDb::Postgres(url) = &db else {
+        unreachable!()
+    };
+    let mut blocker = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
     sqlx::raw_sql("BEGIN; LOCK TABLE sluice_receipts IN ACCESS EXCLUSIVE MODE")
         .execute(&mut blocker)
         .await
@@ -210,7 +268,9 @@ async fn slow_batch_keeps_its_messages_hidden() {
     };
     let first = RunningWriter::start(queue.shared(), &db, tuning.clone()).await;
     let second = RunningWriter::start(queue.shared(), &db, tuning).await;
-    queue.send(&envelope_bodies(&generated_logins(10, "slow"), 10)).await;
+    queue
+        .send(&envelope_bodies(&generated_logins(10, "slow"), 10))
+        .await;
     eventually(WAIT, "the message received", || async {
         first.metric("sluice_writer_messages_received_total").await
             + second.metric("sluice_writer_messages_received_total").await
@@ -219,13 +279,23 @@ async fn slow_batch_keeps_its_messages_hidden() {
     .await;
     // Three visibility timeouts pass while the batch is blocked.
     eventually(WAIT, "the lease extended twice", || async {
-        first.metric("sluice_writer_visibility_extensions_total").await
-            + second.metric("sluice_writer_visibility_extensions_total").await
+        first
+            .metric("sluice_writer_visibility_extensions_total")
+            .await
+            + second
+                .metric("sluice_writer_visibility_extensions_total")
+                .await
             >= 3.0
     })
     .await;
-    sqlx::raw_sql("ROLLBACK").execute(&mut blocker).await.unwrap();
-    eventually(WAIT, "the message deleted", || async { queue.remaining().await == 0 }).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    eventually(WAIT, "the message deleted", || async {
+        queue.remaining().await == 0
+    })
+    .await;
     assert_eq!(db.count("user_logins").await, 10);
     // Metrics are process-wide; the receipt count is the exact check.
     assert_eq!(db.count("sluice_receipts").await, 1);
@@ -240,9 +310,14 @@ async fn graceful_shutdown_leaves_nothing_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
     let queue = TestQueue::new(&endpoint, 60).await;
-    queue.send(&envelope_bodies(&generated_logins(2_000, "stop"), 100)).await;
+    queue
+        .send(&envelope_bodies(&generated_logins(2_000, "stop"), 100))
+        .await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "some rows written", || async { db.count("user_logins").await > 0 }).await;
+    eventually(WAIT, "some rows written", || async {
+        db.count("user_logins").await > 0
+    })
+    .await;
     writer.stop().await;
     // Whatever was received is committed and deleted, or released: nothing
     // is left invisible, and what was committed is not in the queue.
@@ -252,6 +327,9 @@ async fn graceful_shutdown_leaves_nothing_in_flight() {
     assert_eq!(written % 100, 0);
     assert_eq!(visible, 20 - written / 100);
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "the rest written", || async { db.count("user_logins").await == 2_000 }).await;
+    eventually(WAIT, "the rest written", || async {
+        db.count("user_logins").await == 2_000
+    })
+    .await;
     writer.stop().await;
 }

@@ -35,7 +35,10 @@ pub fn test_key_base64() -> String {
 }
 
 pub fn masker() -> Masker {
-    Masker::new(Keyring::new(PiiKey::from_bytes(&TEST_KEY), vec![]), Policy::default())
+    Masker::new(
+        Keyring::new(PiiKey::from_bytes(&TEST_KEY), vec![]),
+        Policy::default(),
+    )
 }
 
 fn require_services() -> bool {
@@ -105,7 +108,10 @@ impl TestQueue {
         let url = client
             .create_queue()
             .queue_name(&name)
-            .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_secs.to_string(),
+            )
             .send()
             .await
             .expect("create queue on the emulator")
@@ -153,7 +159,12 @@ impl TestQueue {
             .await
             .expect("queue attributes");
         let attrs = out.attributes().cloned().unwrap_or_default();
-        let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let n = |k: QueueAttributeName| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         (
             n(QueueAttributeName::ApproximateNumberOfMessages),
             n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
@@ -166,7 +177,9 @@ impl TestQueue {
 /// A fresh PostgreSQL database on the server at `SLUICE_TEST_DATABASE_URL`.
 pub async fn fresh_postgres(admin_url: &str) -> String {
     let name = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connect to the test server");
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the test server");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
@@ -175,7 +188,9 @@ pub async fn fresh_postgres(admin_url: &str) -> String {
 }
 
 fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
     match query {
         Some(q) => format!("{base}/{name}?{q}"),
@@ -218,7 +233,9 @@ impl TestDb {
                 let admin = service("SLUICE_TEST_DATABASE_URL")?;
                 Some(TestDb::Postgres(fresh_postgres(&admin).await))
             }
-            _ => Some(TestDb::Sqlite(dir.join(format!("{}.db", uuid::Uuid::now_v7().simple())))),
+            _ => Some(TestDb::Sqlite(
+                dir.join(format!("{}.db", uuid::Uuid::now_v7().simple())),
+            )),
         }
     }
 
@@ -247,7 +264,10 @@ impl TestDb {
         match self {
             TestDb::Postgres(url) => {
                 let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
             }
             TestDb::Sqlite(path) => {
                 let c = rusqlite::Connection::open(path).unwrap();
@@ -262,7 +282,9 @@ impl TestDb {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         match self {
             TestDb::Postgres(url) => {
-                let Ok(mut c) = sqlx::PgConnection::connect(url).await else { return -1 };
+                let Ok(mut c) = sqlx::PgConnection::connect(url).await else {
+                    return -1;
+                };
                 sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
                     .fetch_one(&mut c)
                     .await
@@ -288,8 +310,16 @@ impl TestDb {
         match self {
             TestDb::Postgres(url) => {
                 let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                let rows: Vec<(String, Option<String>, Option<String>, Option<String>, Option<String>, Option<i32>, Option<String>)> =
-                    sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
+                type Row = (
+                    String,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                    Option<i32>,
+                    Option<String>,
+                );
+                let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
                 rows.into_iter()
                     .map(|r| LoginOut {
                         user_id: r.0,
@@ -324,11 +354,13 @@ impl TestDb {
     }
 
     pub async fn rejected(&self) -> Vec<RejectedOut> {
-        let sql = "SELECT message_key, reason, payload, payload_format FROM rejected_records ORDER BY id";
+        let sql =
+            "SELECT message_key, reason, payload, payload_format FROM rejected_records ORDER BY id";
         match self {
             TestDb::Postgres(url) => {
                 let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                let rows: Vec<(String, String, String, String)> = sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
+                let rows: Vec<(String, String, String, String)> =
+                    sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
                 rows.into_iter()
                     .map(|r| RejectedOut {
                         message_key: r.0,
@@ -364,7 +396,10 @@ impl TestDb {
                 TestDb::Postgres(url) => {
                     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
                     let sql = format!("SELECT CAST(t.* AS TEXT) FROM {table} t");
-                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&mut c).await.unwrap();
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
                     out.push_str(&rows.join("\n"));
                 }
                 TestDb::Sqlite(_) => {}
@@ -410,14 +445,28 @@ impl RunningWriter {
         Self::start_with_sink(queue, sink, tuning).await
     }
 
-    pub async fn start_with_sink(queue: Arc<dyn Queue>, sink: Arc<dyn Sink>, tuning: Tuning) -> Self {
-        let app = Application::build("127.0.0.1:0".parse().unwrap(), queue, sink, masker(), tuning)
-            .await
-            .unwrap();
+    pub async fn start_with_sink(
+        queue: Arc<dyn Queue>,
+        sink: Arc<dyn Sink>,
+        tuning: Tuning,
+    ) -> Self {
+        let app = Application::build(
+            "127.0.0.1:0".parse().unwrap(),
+            queue,
+            sink,
+            masker(),
+            tuning,
+        )
+        .await
+        .unwrap();
         let addr = app.local_addr();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(app.run(shutdown.clone()));
-        Self { addr, shutdown, handle }
+        Self {
+            addr,
+            shutdown,
+            handle,
+        }
     }
 
     /// Signals shutdown and waits for the writer to finish.
@@ -430,7 +479,9 @@ impl RunningWriter {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::get(format!("http://{}{path}", self.addr)).await.unwrap();
+        let r = reqwest::get(format!("http://{}{path}", self.addr))
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
@@ -460,7 +511,9 @@ pub fn login_fixture() -> Vec<Value> {
 pub fn fixture_pii() -> Vec<String> {
     login_fixture()
         .iter()
-        .flat_map(|r| ["ip", "device_id"].map(|k| r.get(k).and_then(Value::as_str).map(str::to_owned)))
+        .flat_map(|r| {
+            ["ip", "device_id"].map(|k| r.get(k).and_then(Value::as_str).map(str::to_owned))
+        })
         .flatten()
         .collect()
 }

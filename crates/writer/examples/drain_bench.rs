@@ -1,0 +1,307 @@
+//! Benchmark: drain 200,000 login records packed in ~256 KiB envelope-v1
+//! messages with one `sluice-writer` process, then bulk-load the same masked
+//! rows straight into the same table as a reference, in the same run.
+//!
+//! Run with `scripts/bench` (starts fauxqs and a throwaway PostgreSQL,
+//! builds release). Reads `SLUICE_TEST_SQS_ENDPOINT`,
+//! `SLUICE_TEST_DATABASE_URL`, and `BENCH_ROWS` (default 200000).
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use sluice_core::classify::Classifier;
+use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
+use sluice_core::queue::Queue;
+use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::records::LoginRow;
+use sluice_core::wire::{Envelope, decode_value};
+use sqlx::Connection;
+
+const KEY: [u8; 32] = [42u8; 32];
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+fn records(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "user_id": format!("bench-{i:08}-{}", "0123456789abcdef0123"),
+                "app_version": format!("{}.{}.{}", i % 9, i % 100, i % 10),
+                "device_type": if i % 2 == 0 { "android" } else { "ios" },
+                "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                "locale": "FR",
+                "device_id": format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i % 10000),
+            })
+        })
+        .collect()
+}
+
+/// Packs records into envelopes whose encoded body stays under the limit.
+fn pack(records: &[Value]) -> Vec<String> {
+    let probe = Envelope::new(records[..1000.min(records.len())].to_vec())
+        .encode()
+        .len();
+    let per_message = ((MAX_MESSAGE_BYTES as f64 * 0.95) / (probe as f64 / 1000.0)) as usize;
+    records
+        .chunks(per_message.max(1))
+        .map(|c| {
+            let body = Envelope::new(c.to_vec()).encode();
+            assert!(
+                body.len() <= MAX_MESSAGE_BYTES,
+                "envelope too large: {}",
+                body.len()
+            );
+            body
+        })
+        .collect()
+}
+
+async fn fresh_queue(endpoint: &str) -> SqsQueue {
+    let settings = SqsSettings {
+        queue_url: format!("{endpoint}/000000000000/x"),
+        endpoint_url: Some(endpoint.into()),
+        region: Some("us-east-1".into()),
+        credentials: Some(("test".into(), "test".into())),
+    };
+    let client = sluice_core::queue::sqs::client(&settings).await;
+    let name = format!("bench-{}", uuid::Uuid::now_v7().simple());
+    let url = client
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    SqsQueue::from_client(client, url)
+}
+
+async fn fresh_pg(admin: &str) -> String {
+    let name = format!("bench_{}", uuid::Uuid::now_v7().simple());
+    let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+async fn count(db: &str) -> i64 {
+    if let Some(path) = db.strip_prefix("sqlite://") {
+        let path = path.to_owned();
+        return tokio::task::spawn_blocking(move || {
+            let c = rusqlite::Connection::open(path).ok()?;
+            c.query_row("SELECT COUNT(*) FROM user_logins", [], |r| r.get(0))
+                .ok()
+        })
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    }
+    let Ok(mut c) = sqlx::PgConnection::connect(db).await else {
+        return 0;
+    };
+    sqlx::query_scalar("SELECT COUNT(*) FROM user_logins")
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or(0)
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Drain {
+    seconds: f64,
+    peak_rss_kib: u64,
+}
+
+async fn drain(endpoint: &str, bodies: &[String], db_url: &str, rows: i64) -> Drain {
+    let queue = fresh_queue(endpoint).await;
+    for body in bodies {
+        let out = queue.send_batch(std::slice::from_ref(body)).await.unwrap();
+        assert!(out.failed.is_empty());
+    }
+    // target/<profile>/examples/drain_bench → target/<profile>/sluice-writer
+    let exe = std::env::current_exe().unwrap();
+    let writer = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .join("sluice-writer");
+    assert!(
+        writer.exists(),
+        "build the writer first: cargo build --release -p sluice-writer"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(&writer)
+        .current_dir(dir.path())
+        .env("QUEUE_URL", queue.url())
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("DATABASE_URL", db_url)
+        .env(
+            "PII_KEY",
+            base64::engine::general_purpose::STANDARD.encode(KEY),
+        )
+        .env("WRITER_ADDR", "127.0.0.1:0")
+        .env("WRITER_WAIT_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while count(db_url).await < rows {
+        assert!(Instant::now() < deadline, "drain did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let peak = peak_rss_kib(child.id());
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    Drain {
+        seconds,
+        peak_rss_kib: peak,
+    }
+}
+
+fn masked_rows(records: &[Value]) -> Vec<LoginRow> {
+    let masker = Masker::new(
+        Keyring::new(PiiKey::from_bytes(&KEY), vec![]),
+        Policy::default(),
+    );
+    let classifier = Classifier::new(masker, 65_536);
+    classifier
+        .message_rows("bare".into(), decode_value(Value::Array(records.to_vec())))
+        .logins
+}
+
+/// The reference: UNNEST in 5,000-row statements, no receipts, no queue.
+async fn bare_postgres(url: &str, rows: &[LoginRow]) -> f64 {
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let started = Instant::now();
+    for chunk in rows.chunks(5_000) {
+        let col = |f: fn(&LoginRow) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO user_logins (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date) \
+             SELECT * FROM UNNEST($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::int[], $7::date[])",
+        )
+        .bind(col(|r| Some(r.user_id.clone())))
+        .bind(col(|r| r.device_type.clone()))
+        .bind(col(|r| r.masked_ip.clone()))
+        .bind(col(|r| r.masked_device_id.clone()))
+        .bind(col(|r| r.locale.clone()))
+        .bind(chunk.iter().map(|r| r.app_version).collect::<Vec<_>>())
+        .bind(vec![today; chunk.len()])
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// The reference: one cached INSERT per row, 10,000 rows per transaction.
+fn bare_sqlite(path: &str, rows: &[LoginRow]) -> f64 {
+    let mut c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        .unwrap();
+    let today = chrono::Utc::now().date_naive().to_string();
+    let started = Instant::now();
+    for chunk in rows.chunks(10_000) {
+        let tx = c.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO user_logins (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .unwrap();
+            for r in chunk {
+                stmt.execute(rusqlite::params![
+                    r.user_id,
+                    r.device_type,
+                    r.masked_ip,
+                    r.masked_device_id,
+                    r.locale,
+                    r.app_version,
+                    today
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}
+
+async fn migrate(url: &str) {
+    let db = sluice_core::config::DatabaseUrl::parse(url).unwrap();
+    sluice_core::sink::connect(&db, 1)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+}
+
+#[tokio::main]
+async fn main() {
+    let endpoint = std::env::var("SLUICE_TEST_SQS_ENDPOINT").expect("SLUICE_TEST_SQS_ENDPOINT");
+    let admin = std::env::var("SLUICE_TEST_DATABASE_URL").expect("SLUICE_TEST_DATABASE_URL");
+    let n: usize = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let records = records(n);
+    let bodies = pack(&records);
+    let rows = masked_rows(&records);
+    println!(
+        "{n} login records in {} envelope-v1 messages (~{} KiB each, {} records each)",
+        bodies.len(),
+        bodies[0].len() / 1024,
+        records.len().div_ceil(bodies.len())
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["postgres", "sqlite"] {
+        let (writer_db, bare_db) = if kind == "postgres" {
+            (fresh_pg(&admin).await, fresh_pg(&admin).await)
+        } else {
+            let p = |s: &str| format!("sqlite://{}", dir.path().join(s).display());
+            (p("writer.db"), p("bare.db"))
+        };
+        migrate(&bare_db).await;
+        let d = drain(&endpoint, &bodies, &writer_db, n as i64).await;
+        let bare = if kind == "postgres" {
+            bare_postgres(&bare_db, &rows).await
+        } else {
+            let path = bare_db.trim_start_matches("sqlite://").to_owned();
+            let rows = rows.clone();
+            tokio::task::spawn_blocking(move || bare_sqlite(&path, &rows))
+                .await
+                .unwrap()
+        };
+        let writer_rate = n as f64 / d.seconds;
+        let bare_rate = n as f64 / bare;
+        println!(
+            "{kind:8}  writer: {writer_rate:>9.0} rows/s ({:.2} s, peak RSS {} MiB)   bare bulk load: {bare_rate:>9.0} rows/s ({bare:.2} s)   ratio {:.2}",
+            d.seconds,
+            d.peak_rss_kib / 1024,
+            writer_rate / bare_rate
+        );
+    }
+}
