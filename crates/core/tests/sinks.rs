@@ -337,6 +337,27 @@ async fn pg_same_batch_again_is_all_duplicates() {
     db.drop_db(sink).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_same_batch_from_two_writers_lands_once() {
+    let db = pg_db!("pg_same_batch_from_two_writers_lands_once");
+    let sink = db.sink().await;
+    sink.migrate().await.expect("migrate");
+    // SQS delivered the same messages to two writer replicas at once.
+    let other = db.sink().await;
+    let batch = sample_batch();
+    let (a, b) = tokio::join!(sink.write(&batch), other.write(&batch));
+    let (a, b) = (a.expect("writer a"), b.expect("writer b"));
+    let mut duplicates = [a.duplicate_keys, b.duplicate_keys].concat();
+    duplicates.sort();
+    assert_eq!(duplicates, vec!["m1".to_owned(), "m2".to_owned()]);
+    assert_eq!(a.logins_written + b.logins_written, 3);
+    let mut conn = db.conn().await;
+    assert_eq!(pg_count(&mut conn, "user_logins").await, 3);
+    assert_eq!(pg_count(&mut conn, "rejected_records").await, 1);
+    other.pool().close().await;
+    db.drop_db(sink).await;
+}
+
 #[tokio::test]
 async fn pg_mixed_batch_writes_only_unseen_messages() {
     let db = pg_db!("pg_mixed_batch_writes_only_unseen_messages");
@@ -698,6 +719,21 @@ async fn sqlite_same_batch_again_is_all_duplicates() {
     assert_eq!(lite_count(&path, "user_logins"), 3);
     assert_eq!(lite_count(&path, "rejected_records"), 1);
     assert_eq!(lite_count(&path, "sluice_receipts"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_same_batch_from_two_writers_lands_once() {
+    let (_dir, path) = sqlite_file();
+    let a = sqlite_sink(&path).await;
+    let b = SqliteSink::open(&path).await.expect("open b");
+    let batch = sample_batch();
+    let (ra, rb) = tokio::join!(a.write(&batch), b.write(&batch));
+    let (ra, rb) = (ra.expect("writer a"), rb.expect("writer b"));
+    let mut duplicates = [ra.duplicate_keys, rb.duplicate_keys].concat();
+    duplicates.sort();
+    assert_eq!(duplicates, vec!["m1".to_owned(), "m2".to_owned()]);
+    assert_eq!(lite_count(&path, "user_logins"), 3);
+    assert_eq!(lite_count(&path, "rejected_records"), 1);
 }
 
 #[tokio::test]

@@ -12,12 +12,12 @@
 //! UNNEST binds one parameter per *column*, not per value, so a batch of any
 //! size stays far below PostgreSQL's 65,535-parameter limit, and it was the
 //! fastest method measured (NOTES.md). Rows are still sent in chunks of
-//! [`CHUNK_ROWS`] to bound the size of one statement.
+//! `CHUNK_ROWS` to bound the size of one statement.
 //!
 //! Columns are always named in the `INSERT`, so a `user_logins` table that
 //! someone else created (same columns, any order) works as well.
 //!
-//! Errors are classified by [`classify`] into transient (retry later) and
+//! Errors are classified by `classify` into transient (retry later) and
 //! permanent; their text carries the SQLSTATE, the server's primary message
 //! and identifiers, never `detail()` or `where()`, which echo row values.
 

@@ -4,7 +4,9 @@
 //! [`tokio::task::spawn_blocking`] on one connection behind an
 //! `Arc<Mutex<Connection>>`; SQLite serialises writers anyway, so a pool
 //! would only add lock contention. The connection runs in WAL mode with
-//! `synchronous=NORMAL` (durable at each checkpoint, fast commits) and a busy
+//! `synchronous=FULL` (the WAL is synced at every commit: the queue message
+//! is deleted right after, so a commit must survive power loss too; with
+//! thousand-row batches that is one sync per batch) and a busy
 //! timeout, because several writer processes may share one file:
 //! `BEGIN IMMEDIATE` takes the write lock up front, so a second writer waits
 //! in the busy handler instead of failing on a read-to-write upgrade, and
@@ -15,7 +17,7 @@
 //! insert its rows with cached prepared statements; then commit once.
 //!
 //! Migrations are the files of `migrations/sqlite/`, embedded at build time
-//! and applied by a small runner (see [`MIGRATIONS`]) that records versions in
+//! and applied by a small runner (see `MIGRATIONS`) that records versions in
 //! `sluice_migrations`. The whole run is one `BEGIN IMMEDIATE` transaction, so
 //! two processes migrating at once serialise and the second finds nothing to do.
 
@@ -57,7 +59,7 @@ pub struct SqliteSink {
 
 impl SqliteSink {
     /// Opens (creating if needed) the database file and sets WAL mode,
-    /// `synchronous=NORMAL` and the busy timeout. The directory must exist.
+    /// `synchronous=FULL` and the busy timeout. The directory must exist.
     pub async fn open(path: &Path) -> Result<Self, SinkError> {
         Self::open_with_busy_timeout(path, BUSY_TIMEOUT).await
     }
@@ -146,7 +148,7 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, Si
         // E.g. a file system without shared memory: still correct, slower.
         tracing::warn!(path = %path.display(), journal_mode = %mode, "SQLite WAL mode unavailable");
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| classify(&context, e))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
@@ -333,15 +335,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn migrations_are_in_version_order() {
+    fn migrations_are_ordered_and_transaction_free() {
         for pair in MIGRATIONS.windows(2) {
             assert!(pair[0].version < pair[1].version);
         }
-        assert!(
-            MIGRATIONS
-                .iter()
-                .all(|m| !m.sql.to_ascii_uppercase().contains("COMMIT"))
-        );
+        // The runner wraps all files in one transaction; a BEGIN or COMMIT in
+        // a file would end it early and break the all-or-nothing run.
+        for migration in MIGRATIONS {
+            for line in migration.sql.lines() {
+                let word = line.split_whitespace().next().unwrap_or_default();
+                let word = word.trim_end_matches(';').to_ascii_uppercase();
+                assert!(
+                    !matches!(word.as_str(), "BEGIN" | "COMMIT" | "END" | "ROLLBACK"),
+                    "migration {} controls its own transaction",
+                    migration.version
+                );
+            }
+        }
     }
 
     #[test]
