@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sluice_core::backoff::Backoff;
 use sluice_core::config::ConfigError;
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
@@ -100,10 +101,20 @@ async fn connect_sink(
     let sink = sink::connect(&url, tuning.db_connections)
         .await
         .map_err(|e| RunError::Database(e.to_string()))?;
-    sink.migrate()
-        .await
-        .map_err(|e| RunError::Database(e.to_string()))?;
-    Ok(sink)
+    // A database that is still starting (Compose, a failover) is waited for;
+    // one that refuses is reported at once.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        match sink.migrate().await {
+            Ok(()) => return Ok(sink),
+            Err(e) if e.is_transient() && tokio::time::Instant::now() < give_up => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => return Err(RunError::Database(e.to_string())),
+        }
+    }
 }
 
 async fn serve(common: &CommonArgs) -> Result<(), RunError> {
