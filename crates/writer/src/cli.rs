@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use sluice_core::backoff::Backoff;
 use sluice_core::config::ConfigError;
+use sluice_core::masking::ENCRYPTED_PREFIX;
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
 use sluice_core::sink;
@@ -123,9 +124,19 @@ async fn serve(common: &CommonArgs) -> Result<(), RunError> {
     let tuning = Tuning::from_env()?;
     let addr = configuration::listen_addr(common)?;
     configuration::database_url(common)?;
-    let queue = connect_queue(common).await?;
-    check_queue(&queue).await?;
-    let sink = connect_sink(common, &tuning).await?;
+    // Listen for signals from the start: a SIGTERM while connecting is a
+    // clean stop (nothing is held yet), not a kill.
+    let shutdown = shutdown::on_signal();
+    let connected = async {
+        let queue = connect_queue(common).await?;
+        check_queue(&queue).await?;
+        let sink = connect_sink(common, &tuning).await?;
+        Ok::<_, RunError>((queue, sink))
+    };
+    let (queue, sink) = tokio::select! {
+        connected = connected => connected?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
     let queue: Arc<dyn Queue> = Arc::new(queue);
     let app = Application::build(addr, queue, sink, masker, tuning)
         .await
@@ -134,7 +145,7 @@ async fn serve(common: &CommonArgs) -> Result<(), RunError> {
             reason: e.to_string(),
         })?;
     tracing::info!(addr = %app.local_addr(), "health and metrics listening");
-    app.run(shutdown::on_signal()).await;
+    app.run(shutdown).await;
     Ok(())
 }
 
@@ -173,13 +184,16 @@ fn recover(value: &str, operator: Option<String>) -> Result<(), RunError> {
     let operator = operator
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".to_owned());
-    let key_id = value
-        .split(':')
-        .nth(1)
-        .unwrap_or("none")
-        .chars()
-        .take(16)
-        .collect::<String>();
+    // Only a well-formed value's key id is logged: anything else may be the
+    // plaintext itself, typed by mistake.
+    let key_id = match value.trim().splitn(3, ':').collect::<Vec<_>>()[..] {
+        [ENCRYPTED_PREFIX, id, _]
+            if id.len() <= 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            id.to_owned()
+        }
+        _ => "none".to_owned(),
+    };
     let result = masker.recover(value);
     tracing::info!(
         target: "sluice::audit",

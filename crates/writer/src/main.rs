@@ -8,11 +8,23 @@ use sluice_writer::cli::{Cli, run};
 #[tokio::main]
 async fn main() -> ExitCode {
     // A missing .env is normal; a malformed one is reported.
-    if let Err(e) = dotenvy::dotenv()
-        && !e.not_found()
-    {
-        eprintln!("error: .env: {e}");
-        return ExitCode::from(2);
+    // The parser's message quotes the offending line, which may hold a
+    // secret: say where, not what.
+    match dotenvy::dotenv() {
+        Err(dotenvy::Error::LineParse(_, index)) => {
+            eprintln!(
+                "error: .env: a line does not parse (at character {index}); expected NAME=value"
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) if !e.not_found() => {
+            eprintln!(
+                "error: .env: cannot be read ({})",
+                e.to_string().lines().next().unwrap_or_default()
+            );
+            return ExitCode::from(2);
+        }
+        _ => {}
     }
     let cli = Cli::parse();
     match run(cli).await {

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod binary;
 
 mod delivery;
 mod outage;
