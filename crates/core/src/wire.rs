@@ -111,7 +111,7 @@ pub fn decode_body(body: &[u8]) -> DecodedBody {
     };
     let trimmed = text.trim();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return decode_json(trimmed.as_bytes(), body);
+        return decode_json(text.as_bytes(), body);
     }
     if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
         return decode_value(value);

@@ -84,10 +84,16 @@ impl Committer {
     }
 
     /// Writes a batch (retrying transient failures), then deletes its messages.
-    async fn commit(&self, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
+    async fn commit(&self, mut deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
         let received: Vec<String> = deliveries
             .iter()
             .map(|d| d.message.receipt_handle.clone())
+            .collect();
+        // Held until the end: the rows count against the budget until their
+        // messages are deleted or given back.
+        let _budget: Vec<_> = deliveries
+            .iter_mut()
+            .filter_map(|d| d.budget.take())
             .collect();
         let (batch, handles) = batch_of(deliveries);
         let committed = self.write_isolating(batch, shutdown).await;
@@ -303,6 +309,7 @@ mod tests {
                 receive_count: 1,
             },
             rows: MessageRows::new(key),
+            budget: None,
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Tuning {
     pub shutdown_timeout: Duration,
     /// Receives before the dead-letter queue, set by `setup` (`WRITER_MAX_RECEIVE_COUNT`).
     pub max_receive_count: u32,
+    /// Decoded rows held in memory at once (`WRITER_MAX_HELD_ROWS`).
+    pub max_held_rows: usize,
 }
 
 impl Tuning {
@@ -88,6 +90,7 @@ impl Tuning {
                 positive,
             )?),
             max_receive_count: env_parse("WRITER_MAX_RECEIVE_COUNT", 5, positive)?,
+            max_held_rows: env_parse("WRITER_MAX_HELD_ROWS", 40_000, positive)?,
         };
         for (name, value) in [
             ("WRITER_CONSUMERS", tuning.consumers),
@@ -95,6 +98,7 @@ impl Tuning {
             ("WRITER_BATCH_MESSAGES", tuning.batch_messages),
             ("WRITER_COMMITTERS", tuning.committers),
             ("WRITER_DB_CONNECTIONS", tuning.db_connections as usize),
+            ("WRITER_MAX_HELD_ROWS", tuning.max_held_rows),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(name, positive));
@@ -124,6 +128,7 @@ impl Default for Tuning {
             db_connections: 4,
             shutdown_timeout: Duration::from_secs(30),
             max_receive_count: 5,
+            max_held_rows: 40_000,
         }
     }
 }

@@ -13,7 +13,7 @@ use sluice_core::classify::Classifier;
 use sluice_core::queue::{Queue, QueueMessage};
 use sluice_core::records::MessageRows;
 use sluice_core::wire::decode_body;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Leases;
@@ -23,6 +23,8 @@ use crate::lease::Leases;
 pub struct Delivery {
     pub message: QueueMessage,
     pub rows: MessageRows,
+    /// This delivery's share of the held-rows budget, returned on drop.
+    pub budget: Option<OwnedSemaphorePermit>,
 }
 
 /// Decodes and classifies one message. The receipt key is the envelope id
@@ -34,7 +36,11 @@ pub fn to_delivery(classifier: &Classifier, message: QueueMessage) -> Delivery {
         .clone()
         .unwrap_or_else(|| message.message_id.clone());
     let rows = classifier.message_rows(key, body);
-    Delivery { message, rows }
+    Delivery {
+        message,
+        rows,
+        budget: None,
+    }
 }
 
 pub struct Consumer {
@@ -42,6 +48,10 @@ pub struct Consumer {
     pub classifier: Arc<Classifier>,
     pub leases: Leases,
     pub deliveries: mpsc::Sender<Delivery>,
+    /// Decoded rows held in memory at once (`WRITER_MAX_HELD_ROWS`): with
+    /// envelopes of thousands of records a message count alone bounds nothing.
+    pub row_budget: Arc<Semaphore>,
+    pub max_held_rows: usize,
     pub wait: Duration,
     pub visibility: Duration,
 }
@@ -79,28 +89,37 @@ impl Consumer {
             for m in &messages {
                 self.leases.hold(&m.receipt_handle);
             }
-            let handles: Vec<String> = messages.iter().map(|m| m.receipt_handle.clone()).collect();
-            let classifier = Arc::clone(&self.classifier);
-            let decoded = tokio::task::spawn_blocking(move || {
-                messages
-                    .into_iter()
-                    .map(|m| to_delivery(&classifier, m))
-                    .collect::<Vec<_>>()
-            })
-            .await;
-            let Ok(deliveries) = decoded else {
-                // A bug in decoding: stop holding the messages so they come back
-                // after their visibility timeout and, if it repeats, end in the
-                // dead-letter queue.
-                tracing::error!(
-                    "decoding task failed; messages left to the queue's redrive policy"
-                );
-                metrics::counter!("sluice_writer_errors_total", "kind" => "decode_panic")
-                    .increment(1);
-                self.leases.forget(&handles);
-                continue;
-            };
-            for delivery in deliveries {
+            // One message at a time per consumer, each waiting for its share
+            // of the row budget before the next is decoded: memory stays
+            // bounded however large the envelopes, and the consumers together
+            // still keep every core decoding.
+            for message in messages {
+                let classifier = Arc::clone(&self.classifier);
+                let handle = message.receipt_handle.clone();
+                let mut delivery = match tokio::task::spawn_blocking(move || {
+                    to_delivery(&classifier, message)
+                })
+                .await
+                {
+                    Ok(delivery) => delivery,
+                    Err(_) => {
+                        // A bug in decoding: stop holding the message so it
+                        // comes back after its visibility timeout and, if it
+                        // repeats, ends in the dead-letter queue.
+                        tracing::error!(
+                            "decoding task failed; message left to the queue's redrive policy"
+                        );
+                        metrics::counter!("sluice_writer_errors_total", "kind" => "decode_panic")
+                            .increment(1);
+                        self.leases.forget([&handle]);
+                        continue;
+                    }
+                };
+                let share = delivery.rows.row_count().clamp(1, self.max_held_rows) as u32;
+                match Arc::clone(&self.row_budget).acquire_many_owned(share).await {
+                    Ok(permit) => delivery.budget = Some(permit),
+                    Err(_) => return,
+                }
                 if self.deliveries.send(delivery).await.is_err() {
                     // The committer is gone: only on a fatal error; the leases
                     // lapse and the messages become visible again.

@@ -64,6 +64,7 @@ impl Application {
         // Room for two receives per consumer: enough to keep batches full, small
         // enough that a slow database stops the receiving, not memory.
         let (tx, rx) = mpsc::channel(tuning.consumers * 20);
+        let row_budget = Arc::new(tokio::sync::Semaphore::new(tuning.max_held_rows));
 
         let http_stop = CancellationToken::new();
         let http = {
@@ -98,6 +99,8 @@ impl Application {
                 classifier: Arc::clone(&classifier),
                 leases: leases.clone(),
                 deliveries: tx.clone(),
+                row_budget: Arc::clone(&row_budget),
+                max_held_rows: tuning.max_held_rows,
                 wait: tuning.wait,
                 visibility: tuning.visibility,
             };
