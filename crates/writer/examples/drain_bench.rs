@@ -157,14 +157,17 @@ async fn drain(endpoint: &str, bodies: &[String], db_url: &str, rows: i64) -> Dr
         )
         .env("WRITER_ADDR", "127.0.0.1:0")
         .env("WRITER_WAIT_SECS", "1")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_WRITER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(600);
     while count(db_url).await < rows {
         assert!(Instant::now() < deadline, "drain did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_rss_kib(child.id());

@@ -56,14 +56,28 @@ impl Committer {
                         }
                         pending_rows += delivery.rows.row_count().max(1);
                         pending.push(delivery);
-                        if pending_rows < self.batch_rows && pending.len() < self.batch_messages {
+                        // Take whatever else is already waiting, up to a full batch.
+                        while pending_rows < self.batch_rows && pending.len() < self.batch_messages {
+                            let Ok(delivery) = deliveries.try_recv() else { break };
+                            pending_rows += delivery.rows.row_count().max(1);
+                            pending.push(delivery);
+                        }
+                        let full = pending_rows >= self.batch_rows || pending.len() >= self.batch_messages;
+                        // Group commit: with no commit in flight there is nothing
+                        // to wait for, so commit now; while one runs, keep filling
+                        // until the batch is full, the commit ends or the linger passes.
+                        if !full && !in_flight.is_empty() {
                             continue;
                         }
                     }
                     None => break,
                 },
                 () = linger, if !pending.is_empty() => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if pending.is_empty() || !in_flight.is_empty() {
+                        continue;
+                    }
+                }
             }
             let batch = std::mem::take(&mut pending);
             pending_rows = 0;
@@ -165,8 +179,16 @@ impl Committer {
             let started = Instant::now();
             match self.sink.write(batch).await {
                 Ok(outcome) => {
+                    let elapsed = started.elapsed();
+                    tracing::debug!(
+                        messages = batch.messages.len(),
+                        rows = outcome.logins_written + outcome.rejected_written,
+                        duplicates = outcome.duplicate_keys.len(),
+                        commit_ms = elapsed.as_millis() as u64,
+                        "batch committed"
+                    );
                     metrics::histogram!("sluice_writer_batch_commit_seconds")
-                        .record(started.elapsed().as_secs_f64());
+                        .record(elapsed.as_secs_f64());
                     metrics::counter!("sluice_writer_rows_written_total", "table" => "user_logins")
                         .increment(outcome.logins_written);
                     metrics::counter!("sluice_writer_rows_written_total", "table" => "rejected_records")

@@ -115,6 +115,7 @@ impl Consumer {
                         continue;
                     }
                 };
+                tracing::debug!(rows = delivery.rows.row_count(), "message decoded");
                 let share = delivery.rows.row_count().clamp(1, self.max_held_rows) as u32;
                 match Arc::clone(&self.row_budget).acquire_many_owned(share).await {
                     Ok(permit) => delivery.budget = Some(permit),

@@ -1,0 +1,59 @@
+//! Where the writer's CPU goes per envelope: decode (base64, gunzip, JSON)
+//! versus classify and mask. `cargo run --release -p sluice-core --example decode_bench`
+#![allow(clippy::unwrap_used)]
+
+use std::time::Instant;
+
+use serde_json::json;
+use sluice_core::classify::Classifier;
+use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
+use sluice_core::wire::{Envelope, decode_body};
+
+fn main() {
+    let records: Vec<_> = (0..200_000)
+        .map(|i| {
+            json!({
+                "user_id": format!("bench-{i:08}-0123456789abcdef0123"),
+                "app_version": format!("{}.{}.{}", i % 9, i % 100, i % 10),
+                "device_type": if i % 2 == 0 { "android" } else { "ios" },
+                "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                "locale": "FR",
+                "device_id": format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i % 10000),
+            })
+        })
+        .collect();
+    let bodies: Vec<String> = records
+        .chunks(8_696)
+        .map(|c| Envelope::new(c.to_vec()).encode())
+        .collect();
+    let masker = Masker::new(
+        Keyring::new(PiiKey::from_bytes(&[1; 32]), vec![]),
+        Policy::default(),
+    );
+    let classifier = Classifier::new(masker.clone(), 65_536);
+
+    let t = Instant::now();
+    let decoded: Vec<_> = bodies.iter().map(|b| decode_body(b.as_bytes())).collect();
+    let decode = t.elapsed();
+    let t = Instant::now();
+    let rows: usize = decoded
+        .into_iter()
+        .map(|d| classifier.message_rows("k".into(), d).logins.len())
+        .sum();
+    let classify = t.elapsed();
+    let t = Instant::now();
+    for i in 0..400_000u32 {
+        std::hint::black_box(
+            masker.encrypt(format!("10.0.{}.{}", i >> 8 & 255, i & 255).as_bytes()),
+        );
+    }
+    let encrypt = t.elapsed();
+    println!(
+        "{rows} rows: decode {:.0} ms ({:.0} k rows/s), classify+mask {:.0} ms ({:.0} k rows/s), 400k encrypts {:.0} ms",
+        decode.as_secs_f64() * 1e3,
+        rows as f64 / decode.as_secs_f64() / 1e3,
+        classify.as_secs_f64() * 1e3,
+        rows as f64 / classify.as_secs_f64() / 1e3,
+        encrypt.as_secs_f64() * 1e3
+    );
+}
