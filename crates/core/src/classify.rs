@@ -8,10 +8,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::login;
 use crate::masking::Masker;
 use crate::records::{MessageRows, PayloadFormat, RejectedRow};
 use crate::wire::{DecodedBody, InvalidPayload, Item};
+use crate::{login, tune};
 
 /// Records larger than this (strings and keys summed) are rejected: no
 /// column or analyst wants them, and they would bloat every batch.
@@ -90,9 +90,11 @@ impl Classifier {
             RecordKind::UserLogin => {
                 login::login_row(&record, &self.masker).map(|row| rows.logins.push(row))
             }
-            RecordKind::TuneEvent | RecordKind::TuneAdjustment => {
-                Err("TUNE records are not loaded by this version".to_owned())
+            RecordKind::TuneEvent => {
+                tune::event_row(&record, &self.masker).map(|row| rows.tune_events.push(row))
             }
+            RecordKind::TuneAdjustment => tune::adjustment_row(&record, &self.masker)
+                .map(|row| rows.tune_adjustments.push(row)),
             RecordKind::Unrecognized => Err("unrecognized record shape".to_owned()),
         };
         if let Err(reason) = result {
@@ -198,6 +200,37 @@ mod tests {
             assert_eq!(r.payload_format, PayloadFormat::MaskedJson);
             assert!(!r.payload.contains("10.1.2.3") && !r.payload.contains("10.9.9.9"));
         }
+    }
+
+    #[test]
+    fn tune_records_go_to_their_tables() {
+        let c = classifier();
+        let body = crate::wire::decode_value(json!({"events": [
+            {"event_id": "e1", "action": "click", "ip": "10.1.2.3", "datetime": 1476127152},
+            {"event_id": "e2", "action": "conversion", "payout": "1.5", "aff_sub": "s-1"},
+            {"event_id": "e2", "adjust_action": "update", "adjustment_sequence_id": 4,
+             "payout": -1.5, "ip": "10.1.2.4"},
+            {"event_id": "e3", "action": "click", "offer_id": "not-a-number", "ip": "10.1.2.5"},
+            {"event_id": "e2", "adjust_action": "delete", "adjustment_sequence_id": 5},
+        ]}));
+        let rows = c.message_rows("k".into(), body);
+        assert_eq!(rows.tune_events.len(), 2);
+        assert_eq!(rows.tune_adjustments.len(), 1);
+        assert_eq!(rows.row_count(), 5);
+        let reasons: Vec<&str> = rows.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "offer_id is not an integer",
+                "adjust_action is not 1 or \"create\", 2 or \"update\""
+            ]
+        );
+        let all = format!("{rows:?}");
+        for pii in ["10.1.2.3", "10.1.2.4", "10.1.2.5", "s-1"] {
+            assert!(!all.contains(pii), "plaintext {pii}");
+        }
+        // The rejected payload is masked JSON that still says what it was.
+        assert!(rows.rejected[0].payload.contains("not-a-number"));
     }
 
     #[test]

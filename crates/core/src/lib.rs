@@ -13,4 +13,5 @@ pub mod queue;
 pub mod records;
 pub mod sink;
 pub mod telemetry;
+pub mod tune;
 pub mod wire;

@@ -12,6 +12,8 @@ const MASKED_MAX: usize = 256;
 /// Builds the row, or says why the record cannot be one. The reason never
 /// quotes the value.
 pub fn login_row(record: &Map<String, Value>, masker: &Masker) -> Result<LoginRow, String> {
+    // A NUL would fail the whole PostgreSQL batch; reject just this record.
+    crate::tune::check_nul(record)?;
     let user_id = text_field(record, "user_id", USER_ID_MAX)?
         .ok_or_else(|| "user_id is missing".to_owned())?;
     Ok(LoginRow {
@@ -148,6 +150,12 @@ mod tests {
         assert_eq!(
             login_row(nested.as_object().unwrap(), &m).unwrap_err(),
             "user_id is not a scalar"
+        );
+        let nul = json!({"user_id": "u\u{0}x", "ip": "1.1.1.1"});
+        assert!(
+            login_row(nul.as_object().unwrap(), &m)
+                .unwrap_err()
+                .contains("user_id")
         );
         let huge_ip = json!({"user_id": "u", "ip": "9".repeat(300)});
         assert!(

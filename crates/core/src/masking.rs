@@ -199,6 +199,9 @@ const DEFAULT_POLICY: &[(&str, Strategy)] = &[
     ("affiliate_unique4", Strategy::Encrypt),
     ("affiliate_unique5", Strategy::Encrypt),
     ("affiliate_click_id", Strategy::Encrypt),
+    // The affiliate's free-text traffic source, filled like the sub ids
+    // (and carried in click_url next to them).
+    ("source", Strategy::Encrypt),
     // URLs carry the sub ids above in their query strings.
     ("click_url", Strategy::Encrypt),
     ("referral_url", Strategy::Encrypt),

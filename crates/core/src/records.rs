@@ -5,7 +5,7 @@
 //! commit together in one transaction, each with its receipt, so a message's
 //! rows are written exactly when its receipt is.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// One row of `user_logins`, exactly DESIGN section 6's columns but the date,
 /// which is the batch's.
@@ -45,12 +45,128 @@ pub struct RejectedRow {
     pub payload_format: PayloadFormat,
 }
 
+/// A decimal amount (payout, revenue), kept as its exact text: PostgreSQL
+/// stores it as `numeric` without rounding, SQLite as the nearest `REAL`.
+/// Only [`Decimal::parse`] makes one, so the text is always a plain finite
+/// decimal that both databases accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decimal(String);
+
+impl Decimal {
+    /// Longest text accepted: far more digits than any amount has, and short
+    /// enough that no value can fail a cast.
+    pub const MAX_LEN: usize = 40;
+
+    /// `[+-]digits[.digits][e[+-]digits]` (or `.5`, `5.`), finite as a
+    /// 64-bit float, with an exponent of at most three digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text.is_empty() || text.len() > Self::MAX_LEN {
+            return None;
+        }
+        let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((m, e)) => (m, Some(e)),
+            None => (unsigned, None),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() && fraction.is_empty() || !digits(whole) || !digits(fraction) {
+            return None;
+        }
+        if let Some(e) = exponent {
+            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if e.is_empty() || e.len() > 3 || !digits(e) {
+                return None;
+            }
+        }
+        let value: f64 = text.parse().ok()?;
+        if !value.is_finite() {
+            return None;
+        }
+        Some(Self(text.strip_prefix('+').unwrap_or(text).to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The nearest 64-bit float (SQLite's `REAL`).
+    pub fn to_f64(&self) -> f64 {
+        self.0.parse().unwrap_or(f64::NAN)
+    }
+}
+
+/// One row of `tune_events`: a TUNE/HasOffers tracking event (impression,
+/// click, conversion). Masked columns are already masked; `extra` is the
+/// JSON object of every other field, PII masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TuneEventRow {
+    pub event_id: String,
+    pub action: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub transaction_id: Option<String>,
+    pub offer_id: Option<i64>,
+    pub affiliate_id: Option<i64>,
+    pub advertiser_id: Option<i64>,
+    pub payout: Option<Decimal>,
+    pub revenue: Option<Decimal>,
+    pub currency: Option<String>,
+    pub country: Option<String>,
+    pub status: Option<String>,
+    pub masked_ip: Option<String>,
+    pub masked_session_ip: Option<String>,
+    pub masked_user_agent: Option<String>,
+    pub masked_device_id: Option<String>,
+    /// A JSON object, serialised.
+    pub extra: String,
+}
+
+/// What a TUNE adjustment does (`adjust_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjustAction {
+    /// 1: a new event created through TUNE's API or upload tool.
+    Create,
+    /// 2: a change to the event with the same `event_id`.
+    Update,
+}
+
+impl AdjustAction {
+    /// The stored `smallint`.
+    pub fn code(self) -> i16 {
+        match self {
+            AdjustAction::Create => 1,
+            AdjustAction::Update => 2,
+        }
+    }
+}
+
+/// One row of `tune_adjustments`, the ledger of TUNE adjustment events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TuneAdjustmentRow {
+    pub event_id: String,
+    pub adjustment_sequence_id: i64,
+    pub adjust_action: AdjustAction,
+    pub adjusted_at: Option<DateTime<Utc>>,
+    /// Signed deltas.
+    pub num: Option<i64>,
+    pub payout: Option<Decimal>,
+    pub revenue: Option<Decimal>,
+    /// Absolute values after the adjustment, when TUNE sends them.
+    pub current_payout: Option<Decimal>,
+    pub current_revenue: Option<Decimal>,
+    /// A JSON object, serialised.
+    pub extra: String,
+}
+
 /// Every row one queue message produced, keyed by the message's receipt key
 /// (the envelope `id`, else the queue's message id).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageRows {
     pub key: String,
     pub logins: Vec<LoginRow>,
+    pub tune_events: Vec<TuneEventRow>,
+    pub tune_adjustments: Vec<TuneAdjustmentRow>,
     pub rejected: Vec<RejectedRow>,
 }
 
@@ -64,7 +180,10 @@ impl MessageRows {
 
     /// Rows this message writes; recorded in its receipt.
     pub fn row_count(&self) -> usize {
-        self.logins.len() + self.rejected.len()
+        self.logins.len()
+            + self.tune_events.len()
+            + self.tune_adjustments.len()
+            + self.rejected.len()
     }
 }
 
@@ -83,4 +202,18 @@ pub struct WriteOutcome {
     pub duplicate_keys: Vec<String>,
     pub logins_written: u64,
     pub rejected_written: u64,
+    /// Rows actually inserted: an `event_id` (or, for adjustments, an
+    /// `(event_id, adjustment_sequence_id)`) already stored is skipped.
+    pub tune_events_written: u64,
+    pub tune_adjustments_written: u64,
+}
+
+impl WriteOutcome {
+    /// Rows inserted into every table.
+    pub fn rows_written(&self) -> u64 {
+        self.logins_written
+            + self.rejected_written
+            + self.tune_events_written
+            + self.tune_adjustments_written
+    }
 }

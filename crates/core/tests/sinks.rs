@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use sluice_core::records::{LoginRow, MessageRows, PayloadFormat, RejectedRow, WriteBatch};
+use chrono::{DateTime, Utc};
+use sluice_core::records::{
+    AdjustAction, Decimal, LoginRow, MessageRows, PayloadFormat, RejectedRow, TuneAdjustmentRow,
+    TuneEventRow, WriteBatch,
+};
 use sluice_core::sink::postgres::PostgresSink;
 use sluice_core::sink::sqlite::SqliteSink;
 use sluice_core::sink::{Sink, SinkError};
@@ -63,7 +67,150 @@ fn message(key: &str, logins: Vec<LoginRow>, rejected: Vec<RejectedRow>) -> Mess
         key: key.to_owned(),
         logins,
         rejected,
+        ..MessageRows::default()
     }
+}
+
+fn amount(text: &str) -> Option<Decimal> {
+    Some(Decimal::parse(text).expect("valid amount"))
+}
+
+fn time(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("valid time")
+        .with_timezone(&Utc)
+}
+
+/// A conversion with every column set.
+fn tune_event(event_id: &str, payout: Option<&str>, revenue: Option<&str>) -> TuneEventRow {
+    TuneEventRow {
+        event_id: event_id.to_owned(),
+        action: "conversion".to_owned(),
+        occurred_at: Some(time("2016-10-10T19:19:12.250Z")),
+        transaction_id: Some(format!("tx-{event_id}")),
+        offer_id: Some(180),
+        affiliate_id: Some(1039),
+        advertiser_id: Some(9_000_000_000),
+        payout: payout.and_then(amount),
+        revenue: revenue.and_then(amount),
+        currency: Some("EUR".to_owned()),
+        country: Some("US".to_owned()),
+        status: Some("approved".to_owned()),
+        masked_ip: Some(format!("enc:k1:ip-{event_id}")),
+        masked_session_ip: None,
+        masked_user_agent: Some("hmac:k1:ua".to_owned()),
+        masked_device_id: Some("enc:k1:dev".to_owned()),
+        extra: r#"{"network_id":"N","aff_sub":"enc:k1:sub","nested":{"n":1}}"#.to_owned(),
+    }
+}
+
+/// An adjustment of `event_id` with signed deltas.
+fn tune_adjustment(
+    event_id: &str,
+    sequence: i64,
+    action: AdjustAction,
+    deltas: (i64, &str, &str),
+    adjusted_at: &str,
+) -> TuneAdjustmentRow {
+    TuneAdjustmentRow {
+        event_id: event_id.to_owned(),
+        adjustment_sequence_id: sequence,
+        adjust_action: action,
+        adjusted_at: Some(time(adjusted_at)),
+        num: Some(deltas.0),
+        payout: amount(deltas.1),
+        revenue: amount(deltas.2),
+        current_payout: None,
+        current_revenue: None,
+        extra: r#"{"action":"conversion"}"#.to_owned(),
+    }
+}
+
+fn tune_message(
+    key: &str,
+    events: Vec<TuneEventRow>,
+    adjustments: Vec<TuneAdjustmentRow>,
+) -> MessageRows {
+    MessageRows {
+        key: key.to_owned(),
+        tune_events: events,
+        tune_adjustments: adjustments,
+        ..MessageRows::default()
+    }
+}
+
+/// e1 twice in one batch (two messages) and one adjustment twice: one row each.
+fn duplicate_tune_batch() -> WriteBatch {
+    let adjustment = || {
+        tune_adjustment(
+            "e1",
+            7,
+            AdjustAction::Update,
+            (-1, "-10", "-20"),
+            "2016-10-11T00:00:00Z",
+        )
+    };
+    let mut second_copy = tune_event("e1", Some("999"), None);
+    second_copy.action = "click".to_owned();
+    batch(vec![
+        tune_message(
+            "t1",
+            vec![tune_event("e1", Some("10"), Some("20"))],
+            vec![adjustment()],
+        ),
+        tune_message(
+            "t2",
+            vec![second_copy, tune_event("e2", None, None)],
+            vec![adjustment()],
+        ),
+    ])
+}
+
+/// The view test's batches, in arrival order: an update (and a create) for
+/// e1 before e1 itself; then e1 and e2; then a second update of e1.
+fn view_batches() -> Vec<WriteBatch> {
+    vec![
+        batch(vec![tune_message(
+            "early-adjustments",
+            vec![],
+            vec![
+                tune_adjustment(
+                    "e1",
+                    2,
+                    AdjustAction::Update,
+                    (-1, "-12.50", "-20"),
+                    "2016-10-12T00:00:00Z",
+                ),
+                // A create is a new event in TUNE's model, not a change.
+                tune_adjustment(
+                    "e1",
+                    1,
+                    AdjustAction::Create,
+                    (1, "100", "100"),
+                    "2016-10-13T00:00:00Z",
+                ),
+            ],
+        )]),
+        batch(vec![tune_message(
+            "events",
+            vec![
+                tune_event("e1", Some("12.50"), Some("20.10")),
+                tune_event("e2", Some("0.1"), None),
+            ],
+            vec![],
+        )]),
+        batch(vec![tune_message(
+            "late-update",
+            vec![],
+            vec![tune_adjustment(
+                "e1",
+                3,
+                AdjustAction::Update,
+                (0, "0.25", "0"),
+                "2016-10-11T00:00:00Z",
+            )],
+        )]),
+    ]
 }
 
 fn batch(messages: Vec<MessageRows>) -> WriteBatch {
@@ -89,6 +236,16 @@ fn sample_batch() -> WriteBatch {
         ),
     ])
 }
+
+/// Every table and view the migrations make.
+const TABLES: [&str; 6] = [
+    "user_logins",
+    "sluice_receipts",
+    "rejected_records",
+    "tune_events",
+    "tune_adjustments",
+    "tune_events_current",
+];
 
 type Login = (
     Option<String>,
@@ -243,9 +400,15 @@ async fn pg_migrate_twice_is_idempotent() {
     other.pool().close().await;
     sink.migrate().await.expect("migrate again");
     let mut conn = db.conn().await;
-    for table in ["user_logins", "sluice_receipts", "rejected_records"] {
+    for table in TABLES {
         assert_eq!(pg_count(&mut conn, table).await, 0, "{table}");
     }
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .expect("migrations");
+    assert_eq!(versions, vec![1, 2]);
     assert_eq!(sink.kind(), "postgres");
     sink.ping().await.expect("ping");
     db.drop_db(sink).await;
@@ -509,6 +672,362 @@ async fn pg_twenty_thousand_rows_in_one_write() {
     db.drop_db(sink).await;
 }
 
+// ---------------------------------------------------------------- PostgreSQL, TUNE
+
+/// A row of tune_events_current: event_id, payout, revenue (as text: exact
+/// numeric), num_delta, adjustment_count, last_adjusted_at.
+type PgCurrent = (
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<DateTime<Utc>>,
+);
+
+async fn pg_current(conn: &mut PgConnection) -> Vec<PgCurrent> {
+    sqlx::query_as(
+        "SELECT event_id, payout::text, revenue::text, num_delta, adjustment_count, \
+         last_adjusted_at FROM tune_events_current ORDER BY event_id",
+    )
+    .fetch_all(conn)
+    .await
+    .expect("read tune_events_current")
+}
+
+#[tokio::test]
+async fn pg_tune_rows_round_trip() {
+    let db = pg_db!("pg_tune_rows_round_trip");
+    let sink = db.sink().await;
+    sink.migrate().await.expect("migrate");
+
+    let bare = TuneEventRow {
+        event_id: "e-bare".to_owned(),
+        action: "impression".to_owned(),
+        occurred_at: None,
+        transaction_id: None,
+        offer_id: None,
+        affiliate_id: None,
+        advertiser_id: None,
+        payout: None,
+        revenue: None,
+        currency: None,
+        country: None,
+        status: None,
+        masked_ip: None,
+        masked_session_ip: None,
+        masked_user_agent: None,
+        masked_device_id: None,
+        extra: "{}".to_owned(),
+    };
+    let mut create = tune_adjustment(
+        "e-created",
+        16_648_208_123_366,
+        AdjustAction::Create,
+        (1, "1.0", "2.0"),
+        "2022-10-03T18:13:32Z",
+    );
+    create.current_payout = amount("1.0");
+    create.current_revenue = amount("2.0");
+    let outcome = sink
+        .write(&batch(vec![tune_message(
+            "m",
+            vec![tune_event("e1", Some("12.50"), Some("0.1")), bare],
+            vec![create],
+        )]))
+        .await
+        .expect("write");
+    assert_eq!(
+        (
+            outcome.tune_events_written,
+            outcome.tune_adjustments_written
+        ),
+        (2, 1)
+    );
+    assert_eq!(outcome.rows_written(), 3);
+
+    let mut conn = db.conn().await;
+    type Typed = (
+        String,
+        String,
+        Option<DateTime<Utc>>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let typed: Vec<Typed> = sqlx::query_as(
+        "SELECT event_id, action, occurred_at, transaction_id, offer_id, affiliate_id, \
+         advertiser_id, payout::text, revenue::text, currency, country, status \
+         FROM tune_events ORDER BY event_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("typed columns");
+    assert_eq!(
+        typed,
+        vec![
+            (
+                "e-bare".into(),
+                "impression".into(),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None
+            ),
+            (
+                "e1".into(),
+                "conversion".into(),
+                Some(time("2016-10-10T19:19:12.250Z")),
+                Some("tx-e1".into()),
+                Some(180),
+                Some(1039),
+                Some(9_000_000_000),
+                Some("12.50".into()),
+                Some("0.1".into()),
+                Some("EUR".into()),
+                Some("US".into()),
+                Some("approved".into())
+            ),
+        ]
+    );
+    type Masked = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        sqlx::types::Json<serde_json::Value>,
+        bool,
+    );
+    let masked: Masked = sqlx::query_as(
+        "SELECT masked_ip, masked_session_ip, masked_user_agent, masked_device_id, extra, \
+         loaded_at > now() - interval '1 hour' FROM tune_events WHERE event_id = 'e1'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("masked columns");
+    assert_eq!(
+        masked,
+        (
+            Some("enc:k1:ip-e1".into()),
+            None,
+            Some("hmac:k1:ua".into()),
+            Some("enc:k1:dev".into()),
+            sqlx::types::Json(serde_json::json!(
+                {"network_id": "N", "aff_sub": "enc:k1:sub", "nested": {"n": 1}}
+            )),
+            true
+        )
+    );
+    let extra_type: String =
+        sqlx::query_scalar("SELECT jsonb_typeof(extra) FROM tune_events WHERE event_id = 'e-bare'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("extra type");
+    assert_eq!(extra_type, "object");
+
+    type Adjustment = (
+        String,
+        i64,
+        i16,
+        Option<DateTime<Utc>>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let adjustment: Adjustment = sqlx::query_as(
+        "SELECT event_id, adjustment_sequence_id, adjust_action, adjusted_at, num, \
+         payout::text, revenue::text, current_payout::text, current_revenue::text, \
+         extra->>'action' FROM tune_adjustments",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("adjustment");
+    assert_eq!(
+        adjustment,
+        (
+            "e-created".into(),
+            16_648_208_123_366,
+            1,
+            Some(time("2022-10-03T18:13:32Z")),
+            Some(1),
+            Some("1.0".into()),
+            Some("2.0".into()),
+            Some("1.0".into()),
+            Some("2.0".into()),
+            "conversion".into()
+        )
+    );
+    assert_eq!(pg_receipts(&mut conn).await, vec![("m".into(), 3)]);
+    db.drop_db(sink).await;
+}
+
+#[tokio::test]
+async fn pg_tune_duplicates_are_skipped() {
+    let db = pg_db!("pg_tune_duplicates_are_skipped");
+    let sink = db.sink().await;
+    sink.migrate().await.expect("migrate");
+
+    let outcome = sink.write(&duplicate_tune_batch()).await.expect("write");
+    assert!(outcome.duplicate_keys.is_empty());
+    assert_eq!(
+        (
+            outcome.tune_events_written,
+            outcome.tune_adjustments_written
+        ),
+        (2, 1)
+    );
+    let mut conn = db.conn().await;
+    // The first copy is the one kept.
+    let kept: (String, String) =
+        sqlx::query_as("SELECT action, payout::text FROM tune_events WHERE event_id = 'e1'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("kept row");
+    assert_eq!(kept, ("conversion".into(), "10".into()));
+
+    // The same event and adjustment in a new message (TUNE sent them again).
+    let outcome = sink
+        .write(&batch(vec![tune_message(
+            "t3",
+            vec![tune_event("e1", Some("1"), None)],
+            vec![tune_adjustment(
+                "e1",
+                7,
+                AdjustAction::Update,
+                (0, "5", "5"),
+                "2016-10-11T00:00:00Z",
+            )],
+        )]))
+        .await
+        .expect("write again");
+    assert!(outcome.duplicate_keys.is_empty());
+    assert_eq!(
+        (
+            outcome.tune_events_written,
+            outcome.tune_adjustments_written
+        ),
+        (0, 0)
+    );
+    // And the first batch redelivered: receipts skip it.
+    let again = sink
+        .write(&duplicate_tune_batch())
+        .await
+        .expect("redelivery");
+    assert_eq!(again.duplicate_keys, vec!["t1".to_owned(), "t2".to_owned()]);
+    assert_eq!(again.rows_written(), 0);
+
+    assert_eq!(pg_count(&mut conn, "tune_events").await, 2);
+    assert_eq!(pg_count(&mut conn, "tune_adjustments").await, 1);
+    assert_eq!(pg_count(&mut conn, "sluice_receipts").await, 3);
+    db.drop_db(sink).await;
+}
+
+#[tokio::test]
+async fn pg_tune_view_applies_updates_even_when_they_come_first() {
+    let db = pg_db!("pg_tune_view_applies_updates_even_when_they_come_first");
+    let sink = db.sink().await;
+    sink.migrate().await.expect("migrate");
+    let mut conn = db.conn().await;
+    let [early, events, late] = <[WriteBatch; 3]>::try_from(view_batches()).expect("3 batches");
+
+    sink.write(&early).await.expect("early adjustments");
+    assert_eq!(pg_count(&mut conn, "tune_adjustments").await, 2);
+    assert!(pg_current(&mut conn).await.is_empty(), "no event yet");
+
+    sink.write(&events).await.expect("events");
+    let day = |d: &str| Some(time(&format!("{d}T00:00:00Z")));
+    assert_eq!(
+        pg_current(&mut conn).await,
+        vec![
+            (
+                "e1".into(),
+                Some("0.00".into()),
+                Some("0.10".into()),
+                -1,
+                1,
+                day("2016-10-12")
+            ),
+            ("e2".into(), Some("0.1".into()), None, 0, 0, None),
+        ]
+    );
+
+    sink.write(&late).await.expect("second update");
+    assert_eq!(
+        pg_current(&mut conn).await[0],
+        (
+            "e1".into(),
+            Some("0.25".into()),
+            Some("0.10".into()),
+            -1,
+            2,
+            day("2016-10-12")
+        )
+    );
+    // The view carries the event's other columns unchanged.
+    let (action, offer, masked_ip): (String, Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT action, offer_id, masked_ip FROM tune_events_current WHERE event_id = 'e1'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("view columns");
+    assert_eq!(
+        (action.as_str(), offer, masked_ip.as_deref()),
+        ("conversion", Some(180), Some("enc:k1:ip-e1"))
+    );
+    db.drop_db(sink).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_overlapping_tune_events_from_two_writers() {
+    let db = pg_db!("pg_overlapping_tune_events_from_two_writers");
+    let sink = db.sink().await;
+    sink.migrate().await.expect("migrate");
+    let other = db.sink().await;
+    // Different messages (keys) holding the same events in opposite orders:
+    // sorted inserts keep the two transactions from deadlocking.
+    let events: Vec<TuneEventRow> = (0..200)
+        .map(|i| tune_event(&format!("e{i:03}"), Some("1"), None))
+        .collect();
+    let mut reversed = events.clone();
+    reversed.reverse();
+    let a = batch(
+        events
+            .chunks(20)
+            .enumerate()
+            .map(|(i, c)| tune_message(&format!("a{i}"), c.to_vec(), vec![]))
+            .collect(),
+    );
+    let b = batch(
+        reversed
+            .chunks(20)
+            .enumerate()
+            .map(|(i, c)| tune_message(&format!("b{i}"), c.to_vec(), vec![]))
+            .collect(),
+    );
+    let (ra, rb) = tokio::join!(sink.write(&a), other.write(&b));
+    let (ra, rb) = (ra.expect("writer a"), rb.expect("writer b"));
+    assert_eq!(ra.tune_events_written + rb.tune_events_written, 200);
+    let mut conn = db.conn().await;
+    assert_eq!(pg_count(&mut conn, "tune_events").await, 200);
+    other.pool().close().await;
+    db.drop_db(sink).await;
+}
+
 #[tokio::test]
 async fn pg_unreachable_database_is_transient() {
     // Port 1 on localhost: connection refused, no server needed.
@@ -603,8 +1122,8 @@ async fn sqlite_migrate_twice_is_idempotent() {
         .migrate()
         .await
         .expect("migrate from a second connection");
-    assert_eq!(lite_count(&path, "sluice_migrations"), 1);
-    for table in ["user_logins", "sluice_receipts", "rejected_records"] {
+    assert_eq!(lite_count(&path, "sluice_migrations"), 2);
+    for table in TABLES {
         assert_eq!(lite_count(&path, table), 0, "{table}");
     }
     let mode: String = lite(&path)
@@ -623,7 +1142,7 @@ async fn sqlite_concurrent_migrations_both_succeed() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.expect("migrate a");
     rb.expect("migrate b");
-    assert_eq!(lite_count(&path, "sluice_migrations"), 1);
+    assert_eq!(lite_count(&path, "sluice_migrations"), 2);
 }
 
 #[tokio::test]
@@ -851,6 +1370,268 @@ async fn sqlite_locked_database_is_transient() {
         .await
         .expect("write after unlock");
     assert_eq!(outcome.logins_written, 3);
+}
+
+// ---------------------------------------------------------------- SQLite, TUNE
+
+/// A row of tune_events_current: event_id, payout, revenue, num_delta,
+/// adjustment_count, last_adjusted_at.
+type LiteCurrent = (String, Option<f64>, Option<f64>, i64, i64, Option<String>);
+
+fn lite_current(path: &Path) -> Vec<LiteCurrent> {
+    let conn = lite(path);
+    let mut stmt = conn
+        .prepare(
+            "SELECT event_id, payout, revenue, num_delta, adjustment_count, last_adjusted_at \
+             FROM tune_events_current ORDER BY event_id",
+        )
+        .expect("prepare");
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+#[tokio::test]
+async fn sqlite_tune_rows_round_trip() {
+    let (_dir, path) = sqlite_file();
+    let sink = sqlite_sink(&path).await;
+    let mut create = tune_adjustment(
+        "e-created",
+        16_648_208_123_366,
+        AdjustAction::Create,
+        (1, "1.0", "2.0"),
+        "2022-10-03T18:13:32Z",
+    );
+    create.current_payout = amount("1.0");
+    let outcome = sink
+        .write(&batch(vec![tune_message(
+            "m",
+            vec![tune_event("e1", Some("12.50"), Some("0.1"))],
+            vec![create],
+        )]))
+        .await
+        .expect("write");
+    assert_eq!(
+        (
+            outcome.tune_events_written,
+            outcome.tune_adjustments_written
+        ),
+        (1, 1)
+    );
+
+    let conn = lite(&path);
+    type Typed = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<f64>,
+        Option<f64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let typed: Typed = conn
+        .query_row(
+            "SELECT event_id, action, occurred_at, transaction_id, offer_id, affiliate_id, \
+             advertiser_id, payout, revenue, currency, country, status FROM tune_events",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                ))
+            },
+        )
+        .expect("typed columns");
+    assert_eq!(
+        typed,
+        (
+            "e1".into(),
+            "conversion".into(),
+            Some("2016-10-10T19:19:12.250Z".into()),
+            Some("tx-e1".into()),
+            Some(180),
+            Some(1039),
+            Some(9_000_000_000),
+            Some(12.5),
+            Some(0.1),
+            Some("EUR".into()),
+            Some("US".into()),
+            Some("approved".into())
+        )
+    );
+    let (masked_ip, ua, network, loaded_at): (String, String, String, String) = conn
+        .query_row(
+            "SELECT masked_ip, masked_user_agent, json_extract(extra, '$.network_id'), loaded_at \
+             FROM tune_events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .expect("masked columns");
+    assert_eq!(
+        (masked_ip.as_str(), ua.as_str(), network.as_str()),
+        ("enc:k1:ip-e1", "hmac:k1:ua", "N")
+    );
+    assert!(loaded_at.ends_with('Z'), "{loaded_at}");
+    chrono::DateTime::parse_from_rfc3339(&loaded_at).expect("loaded_at is RFC 3339");
+
+    type Adjustment = (
+        String,
+        i64,
+        i64,
+        Option<String>,
+        Option<i64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+    );
+    let adjustment: Adjustment = conn
+        .query_row(
+            "SELECT event_id, adjustment_sequence_id, adjust_action, adjusted_at, num, payout, \
+             revenue, current_payout, current_revenue FROM tune_adjustments",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            },
+        )
+        .expect("adjustment");
+    assert_eq!(
+        adjustment,
+        (
+            "e-created".into(),
+            16_648_208_123_366,
+            1,
+            Some("2022-10-03T18:13:32.000Z".into()),
+            Some(1),
+            Some(1.0),
+            Some(2.0),
+            Some(1.0),
+            None
+        )
+    );
+    assert_eq!(lite_receipts(&path), vec![("m".into(), 2)]);
+}
+
+#[tokio::test]
+async fn sqlite_tune_duplicates_are_skipped() {
+    let (_dir, path) = sqlite_file();
+    let sink = sqlite_sink(&path).await;
+    let outcome = sink.write(&duplicate_tune_batch()).await.expect("write");
+    assert_eq!(
+        (
+            outcome.tune_events_written,
+            outcome.tune_adjustments_written
+        ),
+        (2, 1)
+    );
+    let (action, payout): (String, f64) = lite(&path)
+        .query_row(
+            "SELECT action, payout FROM tune_events WHERE event_id = 'e1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("kept row");
+    assert_eq!((action.as_str(), payout), ("conversion", 10.0));
+
+    let outcome = sink
+        .write(&batch(vec![tune_message(
+            "t3",
+            vec![tune_event("e1", Some("1"), None)],
+            vec![tune_adjustment(
+                "e1",
+                7,
+                AdjustAction::Update,
+                (0, "5", "5"),
+                "2016-10-11T00:00:00Z",
+            )],
+        )]))
+        .await
+        .expect("write again");
+    assert!(outcome.duplicate_keys.is_empty());
+    assert_eq!(outcome.rows_written(), 0);
+    let again = sink
+        .write(&duplicate_tune_batch())
+        .await
+        .expect("redelivery");
+    assert_eq!(again.duplicate_keys, vec!["t1".to_owned(), "t2".to_owned()]);
+    assert_eq!(again.rows_written(), 0);
+
+    assert_eq!(lite_count(&path, "tune_events"), 2);
+    assert_eq!(lite_count(&path, "tune_adjustments"), 1);
+    assert_eq!(lite_count(&path, "sluice_receipts"), 3);
+}
+
+#[tokio::test]
+async fn sqlite_tune_view_applies_updates_even_when_they_come_first() {
+    let (_dir, path) = sqlite_file();
+    let sink = sqlite_sink(&path).await;
+    let [early, events, late] = <[WriteBatch; 3]>::try_from(view_batches()).expect("3 batches");
+
+    sink.write(&early).await.expect("early adjustments");
+    assert_eq!(lite_count(&path, "tune_adjustments"), 2);
+    assert!(lite_current(&path).is_empty(), "no event yet");
+
+    sink.write(&events).await.expect("events");
+    let rows = lite_current(&path);
+    assert_eq!(rows.len(), 2);
+    let (id, payout, revenue, num, count, last) = &rows[0];
+    assert_eq!(id, "e1");
+    assert!(close(*payout, 0.0), "{payout:?}");
+    assert!(close(*revenue, 0.1), "{revenue:?}");
+    assert_eq!((*num, *count), (-1, 1));
+    assert_eq!(last.as_deref(), Some("2016-10-12T00:00:00.000Z"));
+    assert_eq!(rows[1].0, "e2");
+    assert!(close(rows[1].1, 0.1));
+    assert_eq!(
+        (rows[1].2, rows[1].3, rows[1].4, rows[1].5.clone()),
+        (None, 0, 0, None)
+    );
+
+    sink.write(&late).await.expect("second update");
+    let (_, payout, revenue, num, count, last) = lite_current(&path).remove(0);
+    assert!(close(payout, 0.25), "{payout:?}");
+    assert!(close(revenue, 0.1), "{revenue:?}");
+    assert_eq!((num, count), (-1, 2));
+    assert_eq!(last.as_deref(), Some("2016-10-12T00:00:00.000Z"));
 }
 
 #[tokio::test]

@@ -182,7 +182,7 @@ impl Committer {
                     let elapsed = started.elapsed();
                     tracing::debug!(
                         messages = batch.messages.len(),
-                        rows = outcome.logins_written + outcome.rejected_written,
+                        rows = outcome.rows_written(),
                         duplicates = outcome.duplicate_keys.len(),
                         commit_ms = elapsed.as_millis() as u64,
                         "batch committed"
@@ -193,6 +193,10 @@ impl Committer {
                         .increment(outcome.logins_written);
                     metrics::counter!("sluice_writer_rows_written_total", "table" => "rejected_records")
                         .increment(outcome.rejected_written);
+                    metrics::counter!("sluice_writer_rows_written_total", "table" => "tune_events")
+                        .increment(outcome.tune_events_written);
+                    metrics::counter!("sluice_writer_rows_written_total", "table" => "tune_adjustments")
+                        .increment(outcome.tune_adjustments_written);
                     metrics::counter!("sluice_writer_rejected_records_total")
                         .increment(outcome.rejected_written);
                     metrics::counter!("sluice_writer_duplicate_messages_total")

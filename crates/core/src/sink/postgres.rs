@@ -6,7 +6,9 @@
 //!    ON CONFLICT DO NOTHING RETURNING message_key`: the keys that come back
 //!    are the new messages, every other key is a redelivery (a duplicate);
 //! 2. per table, `INSERT … SELECT FROM UNNEST($1::varchar[], …)` with one
-//!    array per column, for the rows of the new messages only;
+//!    array per column, for the rows of the new messages only (TUNE tables
+//!    with `ON CONFLICT DO NOTHING`: an `event_id` or adjustment already
+//!    stored, from another message, is skipped);
 //! 3. commit.
 //!
 //! UNNEST binds one parameter per *column*, not per value, so a batch of any
@@ -25,11 +27,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgPool, PgPoolOptions};
 
 use super::{Sink, SinkError};
-use crate::records::{LoginRow, MessageRows, WriteBatch, WriteOutcome};
+use crate::records::{
+    Decimal, LoginRow, MessageRows, TuneAdjustmentRow, TuneEventRow, WriteBatch, WriteOutcome,
+};
 
 /// How long a write waits for a pooled connection (including connecting)
 /// before it reports the database as unavailable.
@@ -122,6 +126,27 @@ impl Sink for PostgresSink {
             logins_written += insert_logins(&mut tx, chunk, batch.written_on).await?;
         }
 
+        // Sorted by key (stable: the first of equal keys is the one kept), so
+        // concurrent writers inserting overlapping keys take the index locks
+        // in the same order instead of deadlocking.
+        let mut events: Vec<&TuneEventRow> = new.iter().flat_map(|m| &m.tune_events).collect();
+        events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        let mut tune_events_written = 0;
+        for chunk in events.chunks(CHUNK_ROWS) {
+            tune_events_written += insert_tune_events(&mut tx, chunk).await?;
+        }
+
+        let mut adjustments: Vec<&TuneAdjustmentRow> =
+            new.iter().flat_map(|m| &m.tune_adjustments).collect();
+        adjustments.sort_by(|a, b| {
+            (a.event_id.as_str(), a.adjustment_sequence_id)
+                .cmp(&(b.event_id.as_str(), b.adjustment_sequence_id))
+        });
+        let mut tune_adjustments_written = 0;
+        for chunk in adjustments.chunks(CHUNK_ROWS) {
+            tune_adjustments_written += insert_tune_adjustments(&mut tx, chunk).await?;
+        }
+
         let rejected: Vec<RejectedRef<'_>> = new
             .iter()
             .flat_map(|m| m.rejected.iter().map(move |r| (m.key.as_str(), r)))
@@ -136,6 +161,8 @@ impl Sink for PostgresSink {
             duplicate_keys,
             logins_written,
             rejected_written,
+            tune_events_written,
+            tune_adjustments_written,
         })
     }
 
@@ -222,6 +249,115 @@ async fn insert_logins(
     .await
     .map(|done| done.rows_affected())
     .map_err(|e| classify("inserting user_logins", e))
+}
+
+/// One amount column as text, for an exact `::numeric` cast.
+fn amounts<'a, T>(
+    rows: &[&'a T],
+    f: impl Fn(&'a T) -> Option<&'a Decimal>,
+) -> Vec<Option<&'a str>> {
+    rows.iter().map(|r| f(r).map(Decimal::as_str)).collect()
+}
+
+/// Inserts tracking events; an `event_id` already stored (or repeated in
+/// the chunk) is skipped. Returns the rows inserted. Amounts travel as text
+/// and are cast to `numeric` exactly; `extra` as text cast to `jsonb`.
+async fn insert_tune_events(
+    conn: &mut PgConnection,
+    rows: &[&TuneEventRow],
+) -> Result<u64, SinkError> {
+    let text = |f: fn(&TuneEventRow) -> Option<&str>| -> Vec<Option<&str>> {
+        rows.iter().map(|r| f(r)).collect()
+    };
+    let event_id: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    let action: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
+    let occurred_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.occurred_at).collect();
+    let offer_id: Vec<Option<i64>> = rows.iter().map(|r| r.offer_id).collect();
+    let affiliate_id: Vec<Option<i64>> = rows.iter().map(|r| r.affiliate_id).collect();
+    let advertiser_id: Vec<Option<i64>> = rows.iter().map(|r| r.advertiser_id).collect();
+    let extra: Vec<&str> = rows.iter().map(|r| r.extra.as_str()).collect();
+
+    sqlx::query(
+        "INSERT INTO tune_events \
+           (event_id, action, occurred_at, transaction_id, offer_id, affiliate_id, \
+            advertiser_id, payout, revenue, currency, country, status, masked_ip, \
+            masked_session_ip, masked_user_agent, masked_device_id, extra) \
+         SELECT u.event_id, u.action, u.occurred_at, u.transaction_id, u.offer_id, \
+                u.affiliate_id, u.advertiser_id, u.payout::numeric, u.revenue::numeric, \
+                u.currency, u.country, u.status, u.masked_ip, u.masked_session_ip, \
+                u.masked_user_agent, u.masked_device_id, u.extra::jsonb \
+         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::int8[], \
+                     $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[], \
+                     $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], \
+                     $16::text[], $17::text[]) \
+           AS u(event_id, action, occurred_at, transaction_id, offer_id, affiliate_id, \
+                advertiser_id, payout, revenue, currency, country, status, masked_ip, \
+                masked_session_ip, masked_user_agent, masked_device_id, extra) \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(action)
+    .bind(occurred_at)
+    .bind(text(|r| r.transaction_id.as_deref()))
+    .bind(offer_id)
+    .bind(affiliate_id)
+    .bind(advertiser_id)
+    .bind(amounts(rows, |r| r.payout.as_ref()))
+    .bind(amounts(rows, |r| r.revenue.as_ref()))
+    .bind(text(|r| r.currency.as_deref()))
+    .bind(text(|r| r.country.as_deref()))
+    .bind(text(|r| r.status.as_deref()))
+    .bind(text(|r| r.masked_ip.as_deref()))
+    .bind(text(|r| r.masked_session_ip.as_deref()))
+    .bind(text(|r| r.masked_user_agent.as_deref()))
+    .bind(text(|r| r.masked_device_id.as_deref()))
+    .bind(extra)
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(|e| classify("inserting tune_events", e))
+}
+
+/// Inserts adjustments; an `(event_id, adjustment_sequence_id)` already
+/// stored is skipped. Returns the rows inserted.
+async fn insert_tune_adjustments(
+    conn: &mut PgConnection,
+    rows: &[&TuneAdjustmentRow],
+) -> Result<u64, SinkError> {
+    let event_id: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    let sequence: Vec<i64> = rows.iter().map(|r| r.adjustment_sequence_id).collect();
+    let action: Vec<i16> = rows.iter().map(|r| r.adjust_action.code()).collect();
+    let adjusted_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.adjusted_at).collect();
+    let num: Vec<Option<i64>> = rows.iter().map(|r| r.num).collect();
+    let extra: Vec<&str> = rows.iter().map(|r| r.extra.as_str()).collect();
+
+    sqlx::query(
+        "INSERT INTO tune_adjustments \
+           (event_id, adjustment_sequence_id, adjust_action, adjusted_at, num, payout, \
+            revenue, current_payout, current_revenue, extra) \
+         SELECT u.event_id, u.seq, u.action, u.adjusted_at, u.num, u.payout::numeric, \
+                u.revenue::numeric, u.current_payout::numeric, u.current_revenue::numeric, \
+                u.extra::jsonb \
+         FROM UNNEST($1::text[], $2::int8[], $3::int2[], $4::timestamptz[], $5::int8[], \
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+           AS u(event_id, seq, action, adjusted_at, num, payout, revenue, current_payout, \
+                current_revenue, extra) \
+         ON CONFLICT (event_id, adjustment_sequence_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(sequence)
+    .bind(action)
+    .bind(adjusted_at)
+    .bind(num)
+    .bind(amounts(rows, |r| r.payout.as_ref()))
+    .bind(amounts(rows, |r| r.revenue.as_ref()))
+    .bind(amounts(rows, |r| r.current_payout.as_ref()))
+    .bind(amounts(rows, |r| r.current_revenue.as_ref()))
+    .bind(extra)
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(|e| classify("inserting tune_adjustments", e))
 }
 
 /// A rejected row with the key of the message it came from.

@@ -29,7 +29,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
 
 use super::{Sink, SinkError};
-use crate::records::{LoginRow, RejectedRow, WriteBatch, WriteOutcome};
+use crate::records::{
+    Decimal, LoginRow, RejectedRow, TuneAdjustmentRow, TuneEventRow, WriteBatch, WriteOutcome,
+};
 
 /// How long a statement waits for another process's write lock before it
 /// reports the database as busy (transient).
@@ -44,11 +46,18 @@ struct Migration {
 
 /// Every SQLite migration, in version order. To add one, put
 /// `migrations/sqlite/000N_name.sql` next to the others and list it here.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "init",
-    sql: include_str!("../../../../migrations/sqlite/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../../../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "tune",
+        sql: include_str!("../../../../migrations/sqlite/0002_tune.sql"),
+    },
+];
 
 /// Writes batches into one SQLite file.
 #[derive(Debug, Clone)]
@@ -211,6 +220,9 @@ fn write_batch(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome
             continue;
         }
         outcome.logins_written += insert_logins(&tx, &message.logins, &written_on)?;
+        outcome.tune_events_written += insert_tune_events(&tx, &message.tune_events)?;
+        outcome.tune_adjustments_written +=
+            insert_tune_adjustments(&tx, &message.tune_adjustments)?;
         outcome.rejected_written += insert_rejected(&tx, &message.key, &message.rejected)?;
     }
     tx.commit().map_err(|e| classify("committing", e))?;
@@ -258,6 +270,100 @@ fn insert_logins(
         .map_err(err)?;
     }
     Ok(rows.len() as u64)
+}
+
+/// RFC 3339 UTC with milliseconds, the format of every SQLite timestamp
+/// here (`strftime('%Y-%m-%dT%H:%M:%fZ')`), so they compare as strings.
+fn timestamp(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
+    t.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+fn real(amount: Option<&Decimal>) -> Option<f64> {
+    amount.map(Decimal::to_f64)
+}
+
+/// Inserts tracking events; an `event_id` already stored is skipped
+/// (`ON CONFLICT DO NOTHING`, which unlike `INSERT OR IGNORE` still fails on
+/// a NOT NULL or CHECK violation). Returns the rows inserted.
+fn insert_tune_events(tx: &Transaction<'_>, rows: &[TuneEventRow]) -> Result<u64, SinkError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let err = |e| classify("inserting tune_events", e);
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO tune_events \
+               (event_id, action, occurred_at, transaction_id, offer_id, affiliate_id, \
+                advertiser_id, payout, revenue, currency, country, status, masked_ip, \
+                masked_session_ip, masked_user_agent, masked_device_id, extra) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .map_err(err)?;
+    let mut inserted = 0;
+    for row in rows {
+        inserted += stmt
+            .execute(params![
+                row.event_id,
+                row.action,
+                timestamp(row.occurred_at),
+                row.transaction_id,
+                row.offer_id,
+                row.affiliate_id,
+                row.advertiser_id,
+                real(row.payout.as_ref()),
+                real(row.revenue.as_ref()),
+                row.currency,
+                row.country,
+                row.status,
+                row.masked_ip,
+                row.masked_session_ip,
+                row.masked_user_agent,
+                row.masked_device_id,
+                row.extra,
+            ])
+            .map_err(err)? as u64;
+    }
+    Ok(inserted)
+}
+
+/// Inserts adjustments; an `(event_id, adjustment_sequence_id)` already
+/// stored is skipped. Returns the rows inserted.
+fn insert_tune_adjustments(
+    tx: &Transaction<'_>,
+    rows: &[TuneAdjustmentRow],
+) -> Result<u64, SinkError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let err = |e| classify("inserting tune_adjustments", e);
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO tune_adjustments \
+               (event_id, adjustment_sequence_id, adjust_action, adjusted_at, num, payout, \
+                revenue, current_payout, current_revenue, extra) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (event_id, adjustment_sequence_id) DO NOTHING",
+        )
+        .map_err(err)?;
+    let mut inserted = 0;
+    for row in rows {
+        inserted += stmt
+            .execute(params![
+                row.event_id,
+                row.adjustment_sequence_id,
+                row.adjust_action.code(),
+                timestamp(row.adjusted_at),
+                row.num,
+                real(row.payout.as_ref()),
+                real(row.revenue.as_ref()),
+                real(row.current_payout.as_ref()),
+                real(row.current_revenue.as_ref()),
+                row.extra,
+            ])
+            .map_err(err)? as u64;
+    }
+    Ok(inserted)
 }
 
 fn insert_rejected(

@@ -391,7 +391,13 @@ impl TestDb {
     /// Every value of every user table as text, for PII searches.
     pub async fn dump(&self) -> String {
         let mut out = String::new();
-        for table in ["user_logins", "rejected_records", "sluice_receipts"] {
+        for table in [
+            "user_logins",
+            "rejected_records",
+            "sluice_receipts",
+            "tune_events",
+            "tune_adjustments",
+        ] {
             match self {
                 TestDb::Postgres(url) => {
                     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
@@ -540,4 +546,70 @@ pub fn envelope_bodies(records: &[Value], per_message: usize) -> Vec<String> {
         .chunks(per_message)
         .map(|chunk| sluice_core::wire::Envelope::new(chunk.to_vec()).encode())
         .collect()
+}
+
+// ---------------------------------------------------------------- TUNE
+
+/// The project's copy of the reference TUNE click (`tune-click.json`).
+pub fn tune_click_fixture() -> Value {
+    serde_json::from_str(include_str!("../fixtures/tune-click.json")).unwrap()
+}
+
+impl TestDb {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, TestDb::Postgres(_))
+    }
+
+    /// Rows of a query whose columns are all text (cast them in the query:
+    /// `CAST(x AS TEXT)` works on both databases).
+    pub async fn text_rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            TestDb::Postgres(url) => {
+                use sqlx::Row;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                            .collect()
+                    })
+                    .collect()
+            }
+            TestDb::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = c.prepare(sql).unwrap();
+                let columns = stmt.column_count();
+                stmt.query_map([], |r| {
+                    (0..columns)
+                        .map(|i| r.get::<_, Option<String>>(i))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+        }
+    }
+
+    /// SQL for a timestamp column as whole Unix seconds, as text.
+    pub fn epoch_sql(&self, column: &str) -> String {
+        if self.is_postgres() {
+            format!("CAST(CAST(EXTRACT(EPOCH FROM {column}) AS bigint) AS TEXT)")
+        } else {
+            format!("CAST(strftime('%s', {column}) AS TEXT)")
+        }
+    }
+
+    /// SQL for a top-level field of a JSON column, as text.
+    pub fn json_sql(&self, column: &str, field: &str) -> String {
+        if self.is_postgres() {
+            format!("{column}->>'{field}'")
+        } else {
+            format!("CAST(json_extract({column}, '$.{field}') AS TEXT)")
+        }
+    }
 }

@@ -8,3 +8,4 @@ mod binary;
 
 mod delivery;
 mod outage;
+mod tune;
