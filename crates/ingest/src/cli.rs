@@ -1,0 +1,80 @@
+//! The command line: flags, start-up checks, and serving until a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use sluice_core::config::ConfigError;
+use sluice_core::queue::Queue;
+use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::telemetry;
+use thiserror::Error;
+
+use crate::configuration::{self, CommonArgs, Settings};
+use crate::shutdown;
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice-ingest",
+    version,
+    about = "Accepts pushed events over HTTP and makes them durable in SQS."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Everything that stops the service at start, each shown as one line.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("QUEUE_URL: cannot reach the queue at {url}: {reason}")]
+    QueueUnreachable { url: String, reason: String },
+    #[error("INGEST_ADDR: cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+}
+
+pub async fn run(cli: Cli) -> Result<(), RunError> {
+    let common = cli.common;
+    telemetry::init_logging(configuration::log_format(&common)?);
+    // Validate every setting before connecting to anything.
+    let settings = Settings::from_env()?;
+    let addr = configuration::listen_addr(&common)?;
+    let url = configuration::queue_url(&common)?;
+    // A signal while connecting is a clean stop: nothing is held yet.
+    let shutdown = shutdown::on_signal();
+    let connected = async {
+        let queue = SqsQueue::connect(&SqsSettings::from_env(url)).await;
+        check_queue(&queue).await?;
+        Ok::<_, RunError>(queue)
+    };
+    let queue = tokio::select! {
+        queue = connected => queue?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let queue: Arc<dyn Queue> = Arc::new(queue);
+    let app = Application::build(addr, queue, settings)
+        .await
+        .map_err(|e| RunError::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+    app.run(shutdown).await;
+    Ok(())
+}
+
+/// Checks the queue answers, so a wrong URL fails at start, not on the
+/// first request.
+async fn check_queue(queue: &SqsQueue) -> Result<(), RunError> {
+    let unreachable = |reason: String| RunError::QueueUnreachable {
+        url: queue.url().to_owned(),
+        reason,
+    };
+    match tokio::time::timeout(Duration::from_secs(15), queue.depth()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable("no answer within 15 s".into())),
+    }
+}

@@ -1,0 +1,102 @@
+//! Builds the service from settings so that `main` and the tests run the
+//! same thing: tests build an [`Application`] on `127.0.0.1:0` against their
+//! own queue, and stop it by cancelling its token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_core::queue::Queue;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::Batcher;
+use crate::configuration::Settings;
+use crate::http::{HttpState, Limits, router};
+use crate::metrics;
+use crate::serve::serve;
+
+pub struct Application {
+    listener: TcpListener,
+    queue: Arc<dyn Queue>,
+    settings: Settings,
+}
+
+impl Application {
+    /// Binds the listener; the queue is already connected.
+    pub async fn build(
+        addr: SocketAddr,
+        queue: Arc<dyn Queue>,
+        settings: Settings,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            queue,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `shutdown` fires; then stops accepting, answers the
+    /// requests in flight (flushing their events to the queue), and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        metrics::describe();
+        let addr = self.local_addr();
+        let settings = self.settings;
+        let close = CancellationToken::new();
+        let (batcher, batching) = Batcher::start(
+            Arc::clone(&self.queue),
+            settings.batch.clone(),
+            shutdown.clone(),
+            close.clone(),
+        );
+        let limits = Limits {
+            max_body: settings.max_body,
+            max_decoded_body: settings.max_decoded_body,
+            max_message_bytes: settings.batch.max_message_bytes,
+            request_timeout: settings.request_timeout,
+            retry_after: settings.retry_after,
+        };
+        let state = HttpState::new(
+            batcher,
+            settings.token.clone(),
+            limits,
+            Arc::clone(&self.queue),
+            shutdown.clone(),
+        );
+        tracing::info!(
+            addr = %addr,
+            queue = %self.queue.describe(),
+            max_message_bytes = settings.batch.max_message_bytes,
+            linger_ms = settings.batch.linger.as_millis() as u64,
+            auth = settings.token.is_some(),
+            "ingest listening"
+        );
+        let began = serve(
+            self.listener,
+            router(state),
+            shutdown,
+            settings.request_timeout,
+            settings.shutdown_timeout,
+        )
+        .await;
+        // Every request is answered or gone: send what is pending and stop.
+        // Flushes still running at the shutdown timeout serve nobody (their
+        // requests' connections are closed): they are dropped.
+        close.cancel();
+        let mut batching = batching;
+        if tokio::time::timeout_at(began + settings.shutdown_timeout, &mut batching)
+            .await
+            .is_err()
+        {
+            tracing::warn!("batches still sending at the shutdown timeout; dropping them");
+            batching.abort();
+        }
+        tracing::info!("ingest stopped");
+    }
+}

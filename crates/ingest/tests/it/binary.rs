@@ -1,0 +1,278 @@
+//! The real `sluice-ingest` binary, run as a child process: start-up errors
+//! (one line, exit 2, no panic), and a run that accepts events, refuses bad
+//! ones, logs no event content, and exits 0 on SIGTERM.
+//!
+//! Every child gets a cleared environment (only the variables a test sets)
+//! and a temporary working directory, so neither the parent's variables nor
+//! a stray `.env` leaks in.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::helpers::*;
+use crate::require;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-ingest");
+
+/// Event content that must appear in no log line.
+const SECRET_IP: &str = "203.0.113.199";
+const SECRET_ID: &str = "device-7f3a9c-secret";
+
+fn ingest(dir: &Path, env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs with `env` and checks the contract for a bad setting: exit 2,
+/// nothing on stdout, one stderr line `error: …` naming `variable`, no panic.
+async fn startup_error(env: &[(&str, String)], variable: &str) -> String {
+    let dir = tempfile_dir();
+    let mut env = env.to_vec();
+    env.push(("RUST_BACKTRACE", "1".to_owned()));
+    let out = tokio::time::timeout(Duration::from_secs(60), ingest(&dir, &env).output())
+        .await
+        .expect("exits within 60 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let context = format!(
+        "status {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit code for {variable}\n{context}"
+    );
+    assert!(stdout.is_empty(), "nothing on stdout\n{context}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one stderr line\n{context}");
+    assert!(lines[0].starts_with("error: "), "{context}");
+    assert!(lines[0].contains(variable), "names {variable}\n{context}");
+    assert!(!stderr.to_lowercase().contains("panicked"), "{context}");
+    let _ = std::fs::remove_dir_all(&dir);
+    lines[0].to_owned()
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-ingest-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn valid_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("QUEUE_URL", closed_port_url()),
+        ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
+    ]
+}
+
+fn with(var: &'static str, value: &str) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> =
+        valid_env().into_iter().filter(|(k, _)| *k != var).collect();
+    env.push((var, value.to_owned()));
+    env
+}
+
+#[tokio::test]
+async fn bad_settings_stop_with_one_line() {
+    let cases: Vec<(Vec<(&'static str, String)>, &str)> = vec![
+        (
+            valid_env()
+                .into_iter()
+                .filter(|(k, _)| *k != "QUEUE_URL")
+                .collect(),
+            "QUEUE_URL",
+        ),
+        (with("QUEUE_URL", "not-a-url"), "QUEUE_URL"),
+        (with("INGEST_ADDR", "localhost"), "INGEST_ADDR"),
+        (with("INGEST_MAX_BODY", "ten megabytes"), "INGEST_MAX_BODY"),
+        (with("INGEST_MAX_BODY", "0"), "INGEST_MAX_BODY"),
+        (
+            with("INGEST_MAX_MESSAGE_BYTES", "100"),
+            "INGEST_MAX_MESSAGE_BYTES",
+        ),
+        (
+            with("INGEST_MAX_MESSAGE_BYTES", "2MiB"),
+            "INGEST_MAX_MESSAGE_BYTES",
+        ),
+        (with("INGEST_LINGER_MS", "-1"), "INGEST_LINGER_MS"),
+        (
+            with("INGEST_ENQUEUE_TIMEOUT_MS", "soon"),
+            "INGEST_ENQUEUE_TIMEOUT_MS",
+        ),
+        (
+            with("INGEST_REQUEST_TIMEOUT_SECS", "0"),
+            "INGEST_REQUEST_TIMEOUT_SECS",
+        ),
+        (
+            with("INGEST_SEND_CONCURRENCY", "0"),
+            "INGEST_SEND_CONCURRENCY",
+        ),
+        (with("LOG_FORMAT", "xml"), "LOG_FORMAT"),
+    ];
+    for (env, variable) in cases {
+        startup_error(&env, variable).await;
+    }
+    // The queue is checked at start.
+    let line = startup_error(&valid_env(), "QUEUE_URL").await;
+    assert!(line.contains("cannot reach the queue"), "{line}");
+}
+
+#[tokio::test]
+async fn a_malformed_env_file_is_reported_without_its_content() {
+    let dir = tempfile_dir();
+    std::fs::write(
+        dir.join(".env"),
+        "INGEST_TOKEN=abc\nthis line is broken secret-value\n",
+    )
+    .unwrap();
+    let out = ingest(&dir, &valid_env()).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: .env:"), "{stderr}");
+    assert!(!stderr.contains("secret-value"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Accepts events, refuses bad bodies, never logs event content, and exits 0
+/// on SIGTERM with its events in the queue.
+#[tokio::test]
+async fn serves_logs_no_content_and_stops_on_sigterm() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let dir = tempfile_dir();
+    let env = vec![
+        ("QUEUE_URL", queue.url().to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
+        ("INGEST_TOKEN", "tok-123".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "info,sluice_ingest=trace".to_owned()),
+    ];
+    let mut child = ingest(&dir, &env).spawn().unwrap();
+    let pid = child.id().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut logs = String::new();
+    // The address comes from the start-up log line.
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
+            .await
+            .expect("a start-up log line within 30 s")
+            .unwrap()
+            .expect("the binary is still running");
+        logs.push_str(&line);
+        logs.push('\n');
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "ingest listening" {
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/events");
+    let post = |body: String, ct: &'static str| {
+        client
+            .post(&url)
+            .header("authorization", "Bearer tok-123")
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let events: Vec<Value> = (0..40)
+        .map(|i| json!({"event_id": format!("bin-{i}"), "action": "click", "ip": SECRET_IP, "device_id": SECRET_ID}))
+        .collect();
+    let r = post(Value::Array(events.clone()).to_string(), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // Bad bodies that carry the same content.
+    for (body, ct) in [
+        (
+            format!("[{{\"ip\": \"{SECRET_IP}\"}}, \"{SECRET_ID}\"]"),
+            "application/json",
+        ),
+        (
+            format!("{{\"ip\": \"{SECRET_IP}\", \"device_id\": {SECRET_ID}}}"),
+            "application/json",
+        ),
+        (
+            format!("{{\"ip\": \"{SECRET_IP}\"}}\n\"{SECRET_ID}\""),
+            "application/x-ndjson",
+        ),
+    ] {
+        let r = post(body, ct).await.unwrap();
+        assert_eq!(r.status(), 400);
+        let text = r.text().await.unwrap();
+        assert!(
+            !text.contains(SECRET_IP) && !text.contains(SECRET_ID),
+            "{text}"
+        );
+    }
+    let r = client
+        .post(&url)
+        .body(format!("{{\"ip\": \"{SECRET_IP}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within 30 s of SIGTERM")
+        .unwrap();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        logs.push_str(&line);
+        logs.push('\n');
+    }
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .await
+        .unwrap();
+    assert!(status.success(), "exit 0 after SIGTERM: {status}\n{logs}");
+    assert!(stdout.trim().is_empty(), "{stdout}");
+    assert!(logs.contains("shutdown signal received"), "{logs}");
+    assert!(
+        logs.contains("request refused"),
+        "debug lines were written: {logs}"
+    );
+    assert!(
+        !logs.contains(SECRET_IP),
+        "event content in the logs:\n{logs}"
+    );
+    assert!(
+        !logs.contains(SECRET_ID),
+        "event content in the logs:\n{logs}"
+    );
+    assert!(!logs.contains("tok-123"), "the token in the logs:\n{logs}");
+    queue
+        .drain(40, Duration::from_secs(10))
+        .await
+        .assert_exactly_once("event_id", &events);
+    let _ = std::fs::remove_dir_all(&dir);
+}

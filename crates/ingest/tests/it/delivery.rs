@@ -1,0 +1,360 @@
+//! Events really reach the queue: every body form and encoding, many
+//! concurrent clients sharing envelopes, and failures SQS reports per entry
+//! (HTTP 200 with a `Failed` list), per call (`BatchRequestTooLong`) and per
+//! message size.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::require;
+
+const DRAIN: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn every_body_form_and_encoding_lands() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
+    let mut expected = Vec::new();
+    let mut batch = |n: usize, tag: &str| {
+        let events = tune_events(n, tag);
+        expected.extend(events.clone());
+        events
+    };
+
+    // One object.
+    let one = batch(1, "object");
+    ingest.post_json(&one[0]).await.accepted(1);
+    // An array.
+    let array = batch(25, "array");
+    ingest.post_json(&Value::Array(array)).await.accepted(25);
+    // NDJSON, with a blank line and CRLF endings.
+    let lines = batch(7, "ndjson");
+    let text = ndjson(&lines).replace('\n', "\r\n\n");
+    ingest
+        .post(text, &[("content-type", "application/x-ndjson")])
+        .await
+        .accepted(7);
+    // An envelope, as TUNE delivers them.
+    let env = batch(9, "envelope");
+    let body =
+        json!({"v": 1, "id": "client-id", "received_at": "2026-01-01T00:00:00Z", "events": env});
+    ingest.post_json(&body).await.accepted(9);
+    // gzip and deflate (zlib), and raw deflate; no Content-Type means JSON.
+    let gz = batch(30, "gzip");
+    ingest
+        .post(
+            gzip(Value::Array(gz).to_string().as_bytes()),
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+        )
+        .await
+        .accepted(30);
+    let df = batch(11, "deflate");
+    ingest
+        .post(
+            zlib(ndjson(&df).as_bytes()),
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("content-encoding", "deflate"),
+            ],
+        )
+        .await
+        .accepted(11);
+    let raw = batch(4, "rawdeflate");
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut e, Value::Array(raw).to_string().as_bytes()).unwrap();
+    ingest
+        .post(e.finish().unwrap(), &[("content-encoding", "deflate")])
+        .await
+        .accepted(4);
+
+    let drained = queue.drain(expected.len(), DRAIN).await;
+    drained.assert_exactly_once("event_id", &expected);
+    // The events are the objects sent, unchanged.
+    for e in &expected {
+        assert!(drained.events.contains(e), "{e} arrived unchanged");
+    }
+    // Every message is a Sluice envelope with an id of its own.
+    assert!(drained.envelope_ids.iter().all(Option::is_some));
+    ingest.stop().await;
+}
+
+/// Records of unknown shape are not ingest's business: they travel on.
+#[tokio::test]
+async fn records_of_any_shape_travel_on() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
+    let odd = vec![
+        json!({"foo": "oops_wrong_msg_type", "n": 1}),
+        json!({}),
+        json!({"events": "not an array", "x": [1, {"y": null}]}),
+        json!({"big": 12345678901234567890u64, "f": 0.1, "s": "é\u{1F600}\n"}),
+    ];
+    ingest
+        .post_json(&Value::Array(odd.clone()))
+        .await
+        .accepted(4);
+    let drained = queue.drain(4, DRAIN).await;
+    assert_eq!(drained.events, odd);
+    ingest.stop().await;
+}
+
+/// 2,000 events from 32 concurrent clients: each in the queue exactly once,
+/// in far fewer messages than events and fewer SQS calls than requests.
+#[tokio::test]
+async fn concurrent_clients_share_messages() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let wrapped = Wrapped::new(queue.shared(), Faults::default());
+    let ingest = RunningIngest::start(wrapped.clone(), test_settings()).await;
+    let events = tune_events(2_000, "concurrent");
+    // 200 requests of 10 events, 32 at a time.
+    let requests: Vec<Vec<Value>> = events.chunks(10).map(<[Value]>::to_vec).collect();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for chunk in requests {
+        let permit = Arc::clone(&semaphore).acquire_owned().await.unwrap();
+        let client = ingest.client.clone();
+        let url = ingest.url("/events");
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(Value::Array(chunk).to_string())
+                .send()
+                .await
+                .unwrap();
+            drop(permit);
+            Answer::from(r).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().accepted(10);
+    }
+    let drained = queue.drain(2_000, DRAIN).await;
+    drained.assert_exactly_once("event_id", &events);
+    let (messages, calls) = (drained.messages(), wrapped.calls());
+    eprintln!("2000 events in {messages} messages, {calls} SendMessageBatch calls");
+    assert!(messages <= 50, "{messages} messages for 200 requests");
+    assert!(calls <= 50, "{calls} calls for 200 requests");
+    ingest.stop().await;
+}
+
+/// A large request fills several envelopes, each under the limit.
+#[tokio::test]
+async fn a_large_request_fills_several_full_messages() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let mut settings = test_settings();
+    settings.batch.max_message_bytes = 32 * 1024;
+    let ingest = RunningIngest::start(queue.shared(), settings).await;
+    let events = tune_events(5_000, "large");
+    ingest
+        .post_json(&Value::Array(events.clone()))
+        .await
+        .accepted(5_000);
+    let drained = queue.drain(5_000, DRAIN).await;
+    drained.assert_exactly_once("event_id", &events);
+    assert!(drained.messages() > 3, "{} messages", drained.messages());
+    assert!(drained.body_sizes.iter().all(|n| *n <= 32 * 1024));
+    // Packed in parallel groups, yet nearly all messages are full.
+    let partial = drained
+        .body_sizes
+        .iter()
+        .filter(|n| **n < 30 * 1024)
+        .count();
+    assert!(partial <= 2, "{:?}", drained.body_sizes);
+    ingest.stop().await;
+}
+
+/// SQS reports some entries as failed (HTTP 200): the request is answered
+/// only after the retry succeeded, and every event is there once.
+#[tokio::test]
+async fn failed_entries_are_retried_before_the_answer() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let mut settings = test_settings();
+    settings.batch.max_message_bytes = 8 * 1024;
+    let wrapped = Wrapped::new(
+        queue.shared(),
+        Faults {
+            fail_first_calls: 1,
+            fail_entries_once: vec![1, 3],
+            ..Faults::default()
+        },
+    );
+    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    let events = tune_events(600, "retry");
+    ingest
+        .post_json(&Value::Array(events.clone()))
+        .await
+        .accepted(600);
+    assert!(wrapped.calls() >= 3, "{} calls", wrapped.calls());
+    // Accepted means durable: the events are there now, no waiting.
+    let drained = queue.drain(600, Duration::from_secs(2)).await;
+    drained.assert_exactly_once("event_id", &events);
+    assert!(ingest.metric("sluice_ingest_queue_errors_total").await >= 1.0);
+    ingest.stop().await;
+}
+
+/// SQS keeps refusing: 503 with Retry-After within the enqueue timeout.
+#[tokio::test]
+async fn persistent_failures_give_503() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let mut settings = test_settings();
+    settings.batch.enqueue_timeout = Duration::from_millis(1500);
+    let wrapped = Wrapped::new(
+        queue.shared(),
+        Faults {
+            fail_always: true,
+            ..Faults::default()
+        },
+    );
+    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    let started = Instant::now();
+    let a = ingest
+        .post_json(&Value::Array(tune_events(50, "refused")))
+        .await;
+    assert_eq!(a.error(503), "queue_unavailable");
+    assert!(a.headers.contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // Retried with backoff, not hammered.
+    let calls = wrapped.calls();
+    assert!((2..=40).contains(&calls), "{calls} calls");
+    assert_eq!(queue.remaining().await, 0);
+    ingest.stop().await;
+}
+
+/// A call over SQS's total size is split in half and both halves sent.
+#[tokio::test]
+async fn batch_request_too_long_splits_the_call() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let mut settings = test_settings();
+    settings.batch.max_message_bytes = 16 * 1024;
+    let wrapped = Wrapped::new(
+        queue.shared(),
+        Faults {
+            max_call_bytes: Some(40 * 1024),
+            ..Faults::default()
+        },
+    );
+    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    let events = tune_events(3_000, "split");
+    ingest
+        .post_json(&Value::Array(events.clone()))
+        .await
+        .accepted(3_000);
+    assert!(wrapped.too_long.load(Ordering::SeqCst) >= 1);
+    queue
+        .drain(3_000, DRAIN)
+        .await
+        .assert_exactly_once("event_id", &events);
+    ingest.stop().await;
+}
+
+/// The queue's MaximumMessageSize is below INGEST_MAX_MESSAGE_BYTES: SQS
+/// refuses the entries (per entry, HTTP 200), ingest re-packs them smaller
+/// and every event still lands.
+#[tokio::test]
+async fn a_smaller_queue_limit_is_learned() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::with_attributes(
+        &endpoint,
+        &[(QueueAttributeName::MaximumMessageSize, "4096")],
+    )
+    .await;
+    let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
+    let events = tune_events(1_500, "small-queue");
+    ingest
+        .post_json(&Value::Array(events.clone()))
+        .await
+        .accepted(1_500);
+    let drained = queue.drain(1_500, DRAIN).await;
+    drained.assert_exactly_once("event_id", &events);
+    assert!(drained.body_sizes.iter().all(|n| *n <= 4096));
+    // Later requests are packed small at once.
+    let more = tune_events(300, "small-queue-2");
+    ingest
+        .post_json(&Value::Array(more.clone()))
+        .await
+        .accepted(300);
+    queue
+        .drain(300, DRAIN)
+        .await
+        .assert_exactly_once("event_id", &more);
+
+    // An event that does not fit the queue's limit even alone: 413.
+    let mut x = 3u64;
+    let noise: String = (0..6_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let a = ingest
+        .post_json(&json!([{"event_id": "fits"}, {"event_id": "too-big", "blob": noise}]))
+        .await;
+    assert_eq!(a.error(413), "event_too_large");
+    assert!(a.text.contains("event 1"), "{}", a.text);
+    ingest.stop().await;
+}
+
+/// While the queue is slow, events wait in memory only up to
+/// INGEST_MAX_PENDING_BYTES; a request that finds no room gets 503
+/// `overloaded` at once, and the held one still lands.
+#[tokio::test]
+async fn pending_memory_is_bounded() {
+    let endpoint = require!(sqs());
+    let queue = TestQueue::new(&endpoint).await;
+    let wrapped = Wrapped::new(queue.shared(), Faults::default());
+    wrapped.close_gate();
+    let mut settings = test_settings();
+    settings.batch.max_pending_bytes = 16 * 1024;
+    settings.batch.enqueue_timeout = Duration::from_secs(20);
+    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    // More JSON than the room: it takes all of it.
+    let first = tune_events(200, "room-1");
+    let request = ingest
+        .client
+        .post(ingest.url("/events"))
+        .body(Value::Array(first.clone()).to_string());
+    let held = tokio::spawn(async move { Answer::from(request.send().await.unwrap()).await });
+    eventually(
+        Duration::from_secs(10),
+        "the first send to be held",
+        || async { wrapped.held.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    let started = Instant::now();
+    let a = ingest
+        .post_json(&Value::Array(tune_events(10, "room-2")))
+        .await;
+    assert_eq!(a.error(503), "overloaded");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(a.headers.contains_key("retry-after"));
+    wrapped.open();
+    held.await.unwrap().accepted(200);
+    queue
+        .drain(200, DRAIN)
+        .await
+        .assert_exactly_once("event_id", &first);
+    ingest.stop().await;
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary for ingest: shared helpers in `helpers`, one
+//! module per behaviour.
+
+mod helpers;
+
+mod api;
+mod binary;
+mod delivery;
+mod shutdown;
