@@ -32,11 +32,14 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 
+# The outage tests run a fauxqs of their own (to freeze and thaw it).
+"$root/scripts/install-fauxqs"
+export SLUICE_TEST_FAUXQS="$root/.ci/tools/node_modules/fauxqs/dist/cli.js"
+
 if [ -z "${SLUICE_TEST_SQS_ENDPOINT:-}" ]; then
-  "$root/scripts/install-fauxqs"
   port=$(free_port)
   FAUXQS_PORT=$port FAUXQS_HOST=127.0.0.1 FAUXQS_LOGGER=false \
-    node "$root/.ci/tools/node_modules/fauxqs/dist/cli.js" >"$work/fauxqs.log" 2>&1 &
+    node "$SLUICE_TEST_FAUXQS" >"$work/fauxqs.log" 2>&1 &
   pids+=($!)
   wait_for 30 "fauxqs (log: $work/fauxqs.log)" curl -sf "http://127.0.0.1:$port/health"
   export SLUICE_TEST_SQS_ENDPOINT="http://127.0.0.1:$port"

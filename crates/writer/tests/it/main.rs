@@ -8,4 +8,5 @@ mod binary;
 
 mod delivery;
 mod outage;
+mod pipeline;
 mod tune;
