@@ -37,23 +37,10 @@ impl<E: Into<anyhow::Error>> From<E> for Setup {
 }
 
 fn main() -> ExitCode {
-    // A missing .env is normal; say where a malformed one breaks, not what
-    // it holds (it may hold a secret).
-    match dotenvy::dotenv() {
-        Err(dotenvy::Error::LineParse(_, index)) => {
-            eprintln!(
-                "error: .env: a line does not parse (at character {index}); expected NAME=value"
-            );
-            return ExitCode::from(2);
-        }
-        Err(e) if !e.not_found() => {
-            eprintln!(
-                "error: .env: cannot be read ({})",
-                e.to_string().lines().next().unwrap_or_default()
-            );
-            return ExitCode::from(2);
-        }
-        _ => {}
+    // A missing .env is normal; a malformed one stops the program.
+    if let Err(line) = sluice_core::config::load_dotenv() {
+        eprintln!("error: {line}");
+        return ExitCode::from(2);
     }
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -105,6 +105,22 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Loads `.env` from the working directory when there is one. dotenvy's own
+/// message quotes the offending line, which may hold a secret, so the error
+/// says where the file breaks, not what it holds.
+pub fn load_dotenv() -> Result<(), String> {
+    match dotenvy::dotenv() {
+        Err(dotenvy::Error::LineParse(_, index)) => Err(format!(
+            ".env: a line does not parse (at character {index}); expected NAME=value"
+        )),
+        Err(e) if !e.not_found() => Err(format!(
+            ".env: cannot be read ({})",
+            e.to_string().lines().next().unwrap_or_default()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads an optional variable from the process environment (after `.env`).
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())

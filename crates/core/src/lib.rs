@@ -11,6 +11,7 @@ pub mod login;
 pub mod masking;
 pub mod queue;
 pub mod records;
+pub mod shutdown;
 pub mod sink;
 pub mod telemetry;
 pub mod tune;

@@ -7,11 +7,11 @@ use clap::Parser;
 use sluice_core::config::ConfigError;
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::shutdown;
 use sluice_core::telemetry;
 use thiserror::Error;
 
 use crate::configuration::{self, CommonArgs, Settings};
-use crate::shutdown;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]

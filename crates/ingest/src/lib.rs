@@ -22,5 +22,4 @@ pub mod pack;
 pub mod parse;
 mod sender;
 pub mod serve;
-pub mod shutdown;
 pub mod startup;

@@ -12,24 +12,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // A missing .env is normal; a malformed one is reported.
-    // The parser's message quotes the offending line, which may hold a
-    // secret: say where, not what.
-    match dotenvy::dotenv() {
-        Err(dotenvy::Error::LineParse(_, index)) => {
-            eprintln!(
-                "error: .env: a line does not parse (at character {index}); expected NAME=value"
-            );
-            return ExitCode::from(2);
-        }
-        Err(e) if !e.not_found() => {
-            eprintln!(
-                "error: .env: cannot be read ({})",
-                e.to_string().lines().next().unwrap_or_default()
-            );
-            return ExitCode::from(2);
-        }
-        _ => {}
+    // A missing .env is normal; a malformed one stops the program.
+    if let Err(line) = sluice_core::config::load_dotenv() {
+        eprintln!("error: {line}");
+        return ExitCode::from(2);
     }
     let cli = Cli::parse();
     match run(cli).await {

@@ -9,12 +9,12 @@ use sluice_core::config::ConfigError;
 use sluice_core::masking::ENCRYPTED_PREFIX;
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::shutdown;
 use sluice_core::sink;
 use sluice_core::telemetry;
 use thiserror::Error;
 
 use crate::configuration::{self, CommonArgs, Tuning};
-use crate::shutdown;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]

@@ -9,5 +9,4 @@ pub mod configuration;
 pub mod consumer;
 pub mod http;
 pub mod lease;
-pub mod shutdown;
 pub mod startup;

@@ -1,4 +1,4 @@
-//! The shutdown signal, passed down as a value.
+//! The shutdown signal, passed down as a value (both services use it).
 //!
 //! One [`CancellationToken`] is cancelled on SIGTERM or SIGINT; every task
 //! holds a clone and stops taking new work when it fires, then finishes what
