@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
-use crate::require;
 
 /// The address in event content that must never come back in an answer.
 const SECRET: &str = "198.51.100.77";

@@ -16,7 +16,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::helpers::*;
-use crate::require;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-ingest");
 

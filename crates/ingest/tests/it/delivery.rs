@@ -12,7 +12,6 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::require;
 
 const DRAIN: Duration = Duration::from_secs(20);
 

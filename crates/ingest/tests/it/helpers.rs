@@ -8,7 +8,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,55 +26,11 @@ use sluice_ingest::startup::Application;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-fn require_services() -> bool {
-    std::env::var("SLUICE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-/// A service address from the environment, or `None` (skip) — a failure
-/// under `SLUICE_REQUIRE_SERVICES=1`.
-pub fn service(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ if require_services() => panic!("{variable} is not set and SLUICE_REQUIRE_SERVICES=1"),
-        _ => {
-            eprintln!("skipped: {variable} is not set (run the tests with scripts/test)");
-            None
-        }
-    }
-}
-
-/// `let x = require!(expr);` returns from the test when a service is absent.
-#[macro_export]
-macro_rules! require {
-    ($e:expr) => {
-        match $e {
-            Some(v) => v,
-            None => return,
-        }
-    };
-}
+pub use sluice_testkit::{eventually, require, service};
 
 /// The emulator's endpoint, or skip.
 pub fn sqs() -> Option<String> {
     service("SLUICE_TEST_SQS_ENDPOINT")
-}
-
-/// Polls `check` every 50 ms until it holds, failing after `timeout`.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // ---------------------------------------------------------------- queues
@@ -94,27 +49,8 @@ impl TestQueue {
         endpoint: &str,
         attributes: &[(QueueAttributeName, &str)],
     ) -> Self {
-        let settings = SqsSettings {
-            queue_url: format!("{endpoint}/000000000000/placeholder"),
-            endpoint_url: Some(endpoint.to_owned()),
-            region: Some("us-east-1".into()),
-            credentials: Some(("test".into(), "test".into())),
-        };
-        let client = sluice_core::queue::sqs::client(&settings).await;
-        let name = format!("t-{}", uuid::Uuid::now_v7().simple());
-        let mut create = client.create_queue().queue_name(&name);
-        for (k, v) in attributes {
-            create = create.attributes(k.clone(), *v);
-        }
-        let url = create
-            .send()
-            .await
-            .expect("create queue on the emulator")
-            .queue_url()
-            .unwrap()
-            .to_owned();
         Self {
-            queue: SqsQueue::from_client(client, url),
+            queue: sluice_testkit::fresh_queue(endpoint, attributes).await,
         }
     }
 

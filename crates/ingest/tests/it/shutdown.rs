@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::require;
 
 #[tokio::test]
 async fn requests_in_flight_are_answered_and_flushed() {

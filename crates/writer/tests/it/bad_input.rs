@@ -10,7 +10,6 @@ use serde_json::json;
 use sluice_core::wire::{Envelope, encode_body};
 
 use crate::helpers::*;
-use crate::require;
 
 async fn bad_bodies_are_rejected(kind: &str) {
     let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));

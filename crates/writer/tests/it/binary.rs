@@ -21,7 +21,6 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::helpers::*;
-use crate::require;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-writer");
 

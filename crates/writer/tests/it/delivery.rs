@@ -10,7 +10,6 @@ use sluice_core::records::WriteBatch;
 use sluice_writer::consumer::to_delivery;
 
 use crate::helpers::*;
-use crate::require;
 
 const WAIT: Duration = Duration::from_secs(60);
 

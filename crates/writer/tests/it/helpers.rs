@@ -8,7 +8,6 @@
 //! test is skipped — or fails, under `SLUICE_REQUIRE_SERVICES=1`.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use serde_json::Value;
 use sluice_core::config::DatabaseUrl;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
-use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::queue::sqs::SqsQueue;
 use sluice_core::sink::{self, Sink};
 use sluice_writer::configuration::Tuning;
 use sluice_writer::startup::Application;
@@ -41,51 +40,7 @@ pub fn masker() -> Masker {
     )
 }
 
-fn require_services() -> bool {
-    std::env::var("SLUICE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-/// A service address from the environment, or `None` (skip) — a failure
-/// under `SLUICE_REQUIRE_SERVICES=1`.
-pub fn service(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ if require_services() => panic!("{variable} is not set and SLUICE_REQUIRE_SERVICES=1"),
-        _ => {
-            eprintln!("skipped: {variable} is not set (run the tests with scripts/test)");
-            None
-        }
-    }
-}
-
-/// `let x = require!(expr);` returns from the test when a service is absent.
-#[macro_export]
-macro_rules! require {
-    ($e:expr) => {
-        match $e {
-            Some(v) => v,
-            None => return,
-        }
-    };
-}
-
-/// Polls `check` every 50 ms until it holds, failing after `timeout`.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use sluice_testkit::{eventually, require, service};
 
 // ---------------------------------------------------------------- queues
 
@@ -97,29 +52,14 @@ pub struct TestQueue {
 
 impl TestQueue {
     pub async fn new(endpoint: &str, visibility_secs: u32) -> Self {
-        let settings = SqsSettings {
-            queue_url: format!("{endpoint}/000000000000/placeholder"),
-            endpoint_url: Some(endpoint.to_owned()),
-            region: Some("us-east-1".into()),
-            credentials: Some(("test".into(), "test".into())),
-        };
-        let client = sluice_core::queue::sqs::client(&settings).await;
-        let name = format!("t-{}", uuid::Uuid::now_v7().simple());
-        let url = client
-            .create_queue()
-            .queue_name(&name)
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                visibility_secs.to_string(),
-            )
-            .send()
-            .await
-            .expect("create queue on the emulator")
-            .queue_url()
-            .unwrap()
-            .to_owned();
+        let visibility = visibility_secs.to_string();
+        let queue = sluice_testkit::fresh_queue(
+            endpoint,
+            &[(QueueAttributeName::VisibilityTimeout, &visibility)],
+        )
+        .await;
         Self {
-            queue: SqsQueue::from_client(client, url),
+            queue,
             endpoint: endpoint.to_owned(),
         }
     }

@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::require;
 
 /// A throwaway cluster of our own, so stopping it disturbs no other test.
 struct Cluster {

@@ -19,7 +19,6 @@ use sluice_ingest::startup::Application as Ingest;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
-use crate::require;
 
 const WAIT: Duration = Duration::from_secs(90);
 

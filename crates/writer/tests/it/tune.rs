@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use sluice_core::wire::{Envelope, encode_body};
 
 use crate::helpers::*;
-use crate::require;
 
 const WAIT: Duration = Duration::from_secs(60);
 

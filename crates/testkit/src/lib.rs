@@ -1,0 +1,81 @@
+//! Test support shared by the integration-test binaries of ingest and
+//! writer, so the rules for services are written once: an address comes from
+//! the environment; without it a test is skipped, or fails under
+//! `SLUICE_REQUIRE_SERVICES=1`; waiting is polling with a deadline, never a
+//! sleep standing in for a condition.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+
+fn require_services() -> bool {
+    std::env::var("SLUICE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// A service address from the environment, or `None` (skip) — a failure
+/// under `SLUICE_REQUIRE_SERVICES=1`.
+pub fn service(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(v) if !v.trim().is_empty() => Some(v),
+        _ if require_services() => panic!("{variable} is not set and SLUICE_REQUIRE_SERVICES=1"),
+        _ => {
+            eprintln!("skipped: {variable} is not set (run the tests with scripts/test)");
+            None
+        }
+    }
+}
+
+/// `let x = require!(expr);` returns from the test when a service is absent.
+#[macro_export]
+macro_rules! require {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return,
+        }
+    };
+}
+
+/// Polls `check` every 50 ms until it holds, failing after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fresh, uniquely named queue on the emulator at `endpoint`.
+pub async fn fresh_queue(endpoint: &str, attributes: &[(QueueAttributeName, &str)]) -> SqsQueue {
+    let settings = SqsSettings {
+        queue_url: format!("{endpoint}/000000000000/placeholder"),
+        endpoint_url: Some(endpoint.to_owned()),
+        region: Some("us-east-1".into()),
+        credentials: Some(("test".into(), "test".into())),
+    };
+    let client = sluice_core::queue::sqs::client(&settings).await;
+    let name = format!("t-{}", uuid::Uuid::now_v7().simple());
+    let mut create = client.create_queue().queue_name(&name);
+    for (k, v) in attributes {
+        create = create.attributes(k.clone(), *v);
+    }
+    let url = create
+        .send()
+        .await
+        .expect("create queue on the emulator")
+        .queue_url()
+        .expect("the emulator returns the queue URL")
+        .to_owned();
+    SqsQueue::from_client(client, url)
+}
