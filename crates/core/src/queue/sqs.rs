@@ -78,6 +78,35 @@ fn region_from_url(url: &str) -> Option<String> {
     }
 }
 
+/// The URL the service itself uses for the queue. AWS and LocalStack accept
+/// any spelling of the host; some emulators (fauxqs) know a queue only by
+/// the URL they returned (`sqs.<region>.<host>`), so for a non-AWS endpoint
+/// the name is looked up once. When that fails the configured URL is kept,
+/// and the start-up check reports the problem.
+async fn canonical_url(client: &Client, settings: &SqsSettings) -> String {
+    let configured = settings.queue_url.clone();
+    if SqsSettings::is_aws_host(&configured) {
+        return configured;
+    }
+    let Some(name) = configured
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+    else {
+        return configured;
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_queue_url().queue_name(name).send(),
+    )
+    .await
+    {
+        Ok(Ok(out)) => out.queue_url().map_or(configured, str::to_owned),
+        _ => configured,
+    }
+}
+
 /// An SQS queue.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
@@ -175,10 +204,9 @@ fn build_error(e: impl std::fmt::Display) -> QueueError {
 
 impl SqsQueue {
     pub async fn connect(settings: &SqsSettings) -> Self {
-        Self {
-            client: client(settings).await,
-            queue_url: settings.queue_url.clone(),
-        }
+        let client = client(settings).await;
+        let queue_url = canonical_url(&client, settings).await;
+        Self { client, queue_url }
     }
 
     pub fn from_client(client: Client, queue_url: String) -> Self {
