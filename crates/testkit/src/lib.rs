@@ -79,3 +79,27 @@ pub async fn fresh_queue(endpoint: &str, attributes: &[(QueueAttributeName, &str
         .to_owned();
     SqsQueue::from_client(client, url)
 }
+
+/// (visible, in flight) message counts of a queue.
+pub async fn queue_counts(queue: &SqsQueue) -> (u64, u64) {
+    let out = queue
+        .client()
+        .get_queue_attributes()
+        .queue_url(queue.url())
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes");
+    let attrs = out.attributes().cloned().unwrap_or_default();
+    let n = |k: QueueAttributeName| {
+        attrs
+            .get(&k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        n(QueueAttributeName::ApproximateNumberOfMessages),
+        n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}

@@ -103,18 +103,8 @@ impl TestQueue {
 
     /// Messages visible plus in flight.
     pub async fn remaining(&self) -> u64 {
-        let out = self
-            .queue
-            .client()
-            .get_queue_attributes()
-            .queue_url(self.url())
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .expect("queue attributes");
-        let attrs = out.attributes().cloned().unwrap_or_default();
-        attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
+        let (visible, in_flight) = sluice_testkit::queue_counts(&self.queue).await;
+        visible + in_flight
     }
 }
 

@@ -88,27 +88,7 @@ impl TestQueue {
 
     /// (visible, in flight).
     pub async fn counts(&self) -> (u64, u64) {
-        let out = self
-            .queue
-            .client()
-            .get_queue_attributes()
-            .queue_url(self.url())
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .expect("queue attributes");
-        let attrs = out.attributes().cloned().unwrap_or_default();
-        let n = |k: QueueAttributeName| {
-            attrs
-                .get(&k)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        (
-            n(QueueAttributeName::ApproximateNumberOfMessages),
-            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+        sluice_testkit::queue_counts(&self.queue).await
     }
 }
 
