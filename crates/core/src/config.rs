@@ -147,16 +147,48 @@ pub fn env_millis(name: &'static str, default_ms: u64) -> Result<Duration, Confi
         .map(Duration::from_millis)
 }
 
-/// Queue URL validation: an `http(s)://` SQS URL.
-pub fn parse_queue_url(raw: &str) -> Result<String, ConfigError> {
+/// Where the queue is: SQS (or an SQS-speaking emulator), or the embedded
+/// SQLite queue for a single machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueUrl {
+    /// An `http(s)://` SQS queue URL.
+    Sqs(String),
+    /// The file of an embedded queue (`sqlite:///abs/path`, `sqlite://rel/path`, `sqlite:rel/path`).
+    Sqlite(PathBuf),
+}
+
+impl std::fmt::Display for QueueUrl {
+    /// The URL form, for logs: `sqlite:///abs/path` or `sqlite://rel/path`
+    /// for a file (both parse back to the same path).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueUrl::Sqs(url) => f.write_str(url),
+            QueueUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+const QUEUE_URL_EXPECTED: &str = "expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue or an embedded queue file such as sqlite:///var/lib/sluice/queue.db";
+
+/// Parses `QUEUE_URL`: an `http(s)://` SQS URL, or `sqlite:` and a file path
+/// (the same forms as `DATABASE_URL`'s SQLite file).
+pub fn parse_queue_url(raw: &str) -> Result<QueueUrl, ConfigError> {
     let raw = raw.trim();
+    if let Some(rest) = raw.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() || path.ends_with('/') {
+            return Err(ConfigError::new(
+                "QUEUE_URL",
+                format!("names no queue file; {QUEUE_URL_EXPECTED}"),
+            ));
+        }
+        return Ok(QueueUrl::Sqlite(PathBuf::from(path)));
+    }
     if (raw.starts_with("http://") || raw.starts_with("https://")) && raw.len() > "https://".len() {
-        Ok(raw.to_owned())
+        Ok(QueueUrl::Sqs(raw.to_owned()))
     } else {
-        Err(ConfigError::new(
-            "QUEUE_URL",
-            "expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue",
-        ))
+        Err(ConfigError::new("QUEUE_URL", QUEUE_URL_EXPECTED))
     }
 }
 
@@ -189,6 +221,45 @@ mod tests {
         assert!(DatabaseUrl::parse("sqlite://").is_err());
         assert!(DatabaseUrl::parse("").is_err());
         assert!(DatabaseUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn queue_urls() {
+        let sqs = "http://localhost:4566/000000000000/login-queue";
+        assert_eq!(parse_queue_url(sqs).unwrap(), QueueUrl::Sqs(sqs.into()));
+        assert_eq!(
+            parse_queue_url(" https://sqs.eu-west-1.amazonaws.com/123/q ").unwrap(),
+            QueueUrl::Sqs("https://sqs.eu-west-1.amazonaws.com/123/q".into())
+        );
+        for (raw, path, shown) in [
+            ("sqlite:///var/q.db", "/var/q.db", "sqlite:///var/q.db"),
+            ("sqlite://rel/q.db", "rel/q.db", "sqlite://rel/q.db"),
+            ("sqlite:rel/q.db", "rel/q.db", "sqlite://rel/q.db"),
+            ("sqlite:q.db?mode=rwc", "q.db", "sqlite://q.db"),
+        ] {
+            let url = parse_queue_url(raw).unwrap();
+            assert_eq!(url, QueueUrl::Sqlite(path.into()), "{raw}");
+            assert_eq!(url.to_string(), shown);
+            assert_eq!(parse_queue_url(&url.to_string()).unwrap(), url);
+        }
+        for bad in [
+            "",
+            "sqlite://",
+            "sqlite:",
+            "sqlite:///tmp/",
+            "https://",
+            "amqp://h/q",
+            "queue.db",
+        ] {
+            let err = parse_queue_url(bad).unwrap_err();
+            assert_eq!(err.variable, "QUEUE_URL", "{bad}");
+            let line = err.to_string();
+            assert!(
+                line.contains("http://") && line.contains("sqlite:///"),
+                "{line}"
+            );
+            assert!(!line.contains('\n'));
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The queue between ingest and the writers: the [`Queue`] trait and its SQS
-//! implementation.
+//! The queue between ingest and the writers: the [`Queue`] trait, its SQS
+//! implementation, and the embedded SQLite queue for a single machine.
 //!
 //! The trait is shaped like SQS (batches of at most ten, receipt handles,
 //! visibility timeouts) because SQS is what users scale out on; other backends
@@ -7,11 +7,15 @@
 //! Batch calls report per-entry failures as values, because SQS answers them
 //! with HTTP 200 and a `Failed` list that is easy to ignore.
 
+pub mod sqlite;
 pub mod sqs;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::config::QueueUrl;
 
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,13 @@ impl QueueError {
     }
 }
 
+/// Messages waiting and messages received but neither deleted nor visible again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub visible: u64,
+    pub in_flight: u64,
+}
+
 /// At most this many entries per batch call (SQS's limit).
 pub const MAX_BATCH_ENTRIES: usize = 10;
 
@@ -95,6 +106,77 @@ pub trait Queue: Send + Sync + 'static {
     ) -> Result<Vec<EntryFailure>, QueueError>;
     /// Approximate number of messages waiting (not in flight).
     async fn depth(&self) -> Result<u64, QueueError>;
+    /// Approximate numbers of messages waiting and in flight.
+    async fn counts(&self) -> Result<QueueCounts, QueueError>;
     /// `queue` URL or path, for logs.
     fn describe(&self) -> String;
+}
+
+/// Connects to the queue a QUEUE_URL names (SQS or embedded); does not create
+/// anything in SQS. An embedded queue file that does not exist yet is created
+/// with its schema (redrive after [`sqlite::DEFAULT_MAX_RECEIVE_COUNT`]
+/// receives), so a first run on one machine works without `setup`.
+pub async fn connect(url: &QueueUrl) -> Result<Arc<dyn Queue>, QueueError> {
+    match url {
+        QueueUrl::Sqs(url) => {
+            let settings = sqs::SqsSettings::from_env(url.clone());
+            Ok(Arc::new(sqs::SqsQueue::connect(&settings).await))
+        }
+        QueueUrl::Sqlite(path) => {
+            let path = path.clone();
+            let queue = spawn_blocking(move || sqlite::SqliteQueue::open(path)).await?;
+            Ok(Arc::new(queue))
+        }
+    }
+}
+
+/// `setup`: creates the queue and its dead-letter queue (redrive after
+/// `max_receive_count` receives) when missing; idempotent. Returns the queue
+/// and a description of the dead-letter queue for the log.
+pub async fn setup(
+    url: &QueueUrl,
+    max_receive_count: u32,
+    visibility: Duration,
+) -> Result<(Arc<dyn Queue>, String), QueueError> {
+    match url {
+        QueueUrl::Sqs(url) => {
+            let settings = sqs::SqsSettings::from_env(url.clone());
+            let client = sqs::client(&settings).await;
+            let (queue, dlq) = sqs::SqsQueue::ensure_with_dead_letter_queue(
+                &client,
+                url,
+                max_receive_count,
+                visibility,
+            )
+            .await?;
+            Ok((Arc::new(queue), dlq))
+        }
+        QueueUrl::Sqlite(path) => {
+            // The visibility timeout is given with every receive; the embedded
+            // queue keeps no default of its own.
+            let path = path.clone();
+            let queue = spawn_blocking(move || {
+                let queue = sqlite::SqliteQueue::open(path)?;
+                queue.set_max_receive_count(max_receive_count)?;
+                Ok(queue)
+            })
+            .await?;
+            let dlq = format!(
+                "the dead-letter queue in {} (after {max_receive_count} receives)",
+                queue.path().display()
+            );
+            Ok((Arc::new(queue), dlq))
+        }
+    }
+}
+
+/// Runs blocking SQLite work off the async threads.
+async fn spawn_blocking<T, F>(f: F) -> Result<T, QueueError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, QueueError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| QueueError::new(None, "queue task cancelled or panicked"))?
 }

@@ -1,12 +1,10 @@
 //! The command line: flags, start-up checks, and serving until a signal.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use sluice_core::config::ConfigError;
-use sluice_core::queue::Queue;
-use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::queue::{self, Queue};
 use sluice_core::shutdown;
 use sluice_core::telemetry;
 use thiserror::Error;
@@ -46,15 +44,19 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
     // A signal while connecting is a clean stop: nothing is held yet.
     let shutdown = shutdown::on_signal();
     let connected = async {
-        let queue = SqsQueue::connect(&SqsSettings::from_env(url)).await;
-        check_queue(&queue).await?;
+        let queue = queue::connect(&url)
+            .await
+            .map_err(|e| RunError::QueueUnreachable {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        check_queue(queue.as_ref()).await?;
         Ok::<_, RunError>(queue)
     };
     let queue = tokio::select! {
         queue = connected => queue?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let queue: Arc<dyn Queue> = Arc::new(queue);
     let app = Application::build(addr, queue, settings)
         .await
         .map_err(|e| RunError::Listen {
@@ -67,12 +69,12 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
 
 /// Checks the queue answers, so a wrong URL fails at start, not on the
 /// first request.
-async fn check_queue(queue: &SqsQueue) -> Result<(), RunError> {
+async fn check_queue(queue: &dyn Queue) -> Result<(), RunError> {
     let unreachable = |reason: String| RunError::QueueUnreachable {
-        url: queue.url().to_owned(),
+        url: queue.describe(),
         reason,
     };
-    match tokio::time::timeout(Duration::from_secs(15), queue.depth()).await {
+    match tokio::time::timeout(Duration::from_secs(15), queue.counts()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable("no answer within 15 s".into())),

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use sluice_core::config::{ConfigError, LogFormat, env_parse, env_var, parse_queue_url};
+use sluice_core::config::{ConfigError, LogFormat, QueueUrl, env_parse, env_var, parse_queue_url};
 
 use crate::auth::Token;
 use crate::batcher::{BatchSettings, MAX_CALL_BYTES};
@@ -16,7 +16,7 @@ use crate::pack::MIN_MESSAGE_BYTES;
 /// Flags; each falls back to its variable.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CommonArgs {
-    /// SQS queue URL.
+    /// SQS queue URL, or sqlite:///path/queue.db for the embedded queue.
     #[arg(long, env = "QUEUE_URL")]
     pub queue_url: Option<String>,
     /// Listen address, host:port.
@@ -182,11 +182,11 @@ fn env_bytes(name: &'static str, default: usize) -> Result<usize, ConfigError> {
     }
 }
 
-pub fn queue_url(args: &CommonArgs) -> Result<String, ConfigError> {
+pub fn queue_url(args: &CommonArgs) -> Result<QueueUrl, ConfigError> {
     let raw = args.queue_url.as_deref().ok_or_else(|| {
         ConfigError::new(
             "QUEUE_URL",
-            "is not set; expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue",
+            "is not set; expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue or an embedded queue file such as sqlite:///var/lib/sluice/queue.db",
         )
     })?;
     parse_queue_url(raw)

@@ -1,12 +1,16 @@
 //! Builds the service from settings so that `main` and the tests run the
 //! same thing: tests build an [`Application`] on `127.0.0.1:0` against their
-//! own queue, and stop it by cancelling its token.
+//! own queue, and stop it by cancelling its token. [`service`] is the router
+//! with its running batcher alone, so that the Lambda binary serves the very
+//! same routes through `lambda_http` instead of a listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use sluice_core::queue::Queue;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Batcher;
@@ -14,6 +18,40 @@ use crate::configuration::Settings;
 use crate::http::{HttpState, Limits, router};
 use crate::metrics;
 use crate::serve::serve;
+
+/// The routes with their state, and the batcher task behind them.
+pub struct Service {
+    pub router: Router,
+    /// Cancelling it makes the batcher send what is pending and stop.
+    pub close: CancellationToken,
+    /// The batcher task: done once everything pending is sent (after `close`).
+    pub batching: JoinHandle<()>,
+}
+
+/// Starts the batcher (on the current Tokio runtime) and builds the router
+/// around it. `shutdown` ends lingering and turns new requests away.
+pub fn service(queue: Arc<dyn Queue>, settings: &Settings, shutdown: CancellationToken) -> Service {
+    let close = CancellationToken::new();
+    let (batcher, batching) = Batcher::start(
+        Arc::clone(&queue),
+        settings.batch.clone(),
+        shutdown.clone(),
+        close.clone(),
+    );
+    let limits = Limits {
+        max_body: settings.max_body,
+        max_decoded_body: settings.max_decoded_body,
+        max_message_bytes: settings.batch.max_message_bytes,
+        request_timeout: settings.request_timeout,
+        retry_after: settings.retry_after,
+    };
+    let state = HttpState::new(batcher, settings.token.clone(), limits, queue, shutdown);
+    Service {
+        router: router(state),
+        close,
+        batching,
+    }
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -48,27 +86,11 @@ impl Application {
         metrics::describe();
         let addr = self.local_addr();
         let settings = self.settings;
-        let close = CancellationToken::new();
-        let (batcher, batching) = Batcher::start(
-            Arc::clone(&self.queue),
-            settings.batch.clone(),
-            shutdown.clone(),
-            close.clone(),
-        );
-        let limits = Limits {
-            max_body: settings.max_body,
-            max_decoded_body: settings.max_decoded_body,
-            max_message_bytes: settings.batch.max_message_bytes,
-            request_timeout: settings.request_timeout,
-            retry_after: settings.retry_after,
-        };
-        let state = HttpState::new(
-            batcher,
-            settings.token.clone(),
-            limits,
-            Arc::clone(&self.queue),
-            shutdown.clone(),
-        );
+        let Service {
+            router,
+            close,
+            batching,
+        } = service(Arc::clone(&self.queue), &settings, shutdown.clone());
         tracing::info!(
             addr = %addr,
             queue = %self.queue.describe(),
@@ -79,7 +101,7 @@ impl Application {
         );
         let began = serve(
             self.listener,
-            router(state),
+            router,
             shutdown,
             settings.request_timeout,
             settings.shutdown_timeout,

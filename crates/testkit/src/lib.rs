@@ -5,9 +5,11 @@
 //! sleep standing in for a condition.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use sluice_core::queue::sqlite::SqliteQueue;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
 
 fn require_services() -> bool {
@@ -78,6 +80,13 @@ pub async fn fresh_queue(endpoint: &str, attributes: &[(QueueAttributeName, &str
         .expect("the emulator returns the queue URL")
         .to_owned();
     SqsQueue::from_client(client, url)
+}
+
+/// A new embedded queue in its own file in `dir` (schema created, redrive
+/// after the default maximum receive count).
+pub fn fresh_embedded_queue(dir: &Path) -> SqliteQueue {
+    let path = dir.join(format!("queue-{}.db", uuid::Uuid::now_v7().simple()));
+    SqliteQueue::open(&path).expect("create an embedded queue file")
 }
 
 /// (visible, in flight) message counts of a queue.

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sluice_core::backoff::Backoff;
-use sluice_core::config::ConfigError;
+use sluice_core::config::{ConfigError, DatabaseUrl, QueueUrl};
 use sluice_core::masking::ENCRYPTED_PREFIX;
-use sluice_core::queue::Queue;
-use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::queue::{self, Queue};
 use sluice_core::shutdown;
 use sluice_core::sink;
 use sluice_core::telemetry;
@@ -76,18 +75,47 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
     }
 }
 
-async fn connect_queue(common: &CommonArgs) -> Result<SqsQueue, RunError> {
+/// The queue's URL, refused when it names the database's own SQLite file:
+/// the embedded queue wants a file of its own, so that the writer's long
+/// transactions never hold up a send.
+fn queue_url(common: &CommonArgs) -> Result<QueueUrl, RunError> {
     let url = configuration::queue_url(common)?;
-    Ok(SqsQueue::connect(&SqsSettings::from_env(url)).await)
+    if let (QueueUrl::Sqlite(queue), Ok(DatabaseUrl::Sqlite(database))) =
+        (&url, configuration::database_url(common))
+    {
+        let same = queue == &database
+            || matches!(
+                (std::fs::canonicalize(queue), std::fs::canonicalize(&database)),
+                (Ok(a), Ok(b)) if a == b
+            );
+        if same {
+            return Err(ConfigError::new(
+                "QUEUE_URL",
+                "names the same file as DATABASE_URL; the embedded queue needs a file of its own, e.g. sqlite:///var/lib/sluice/queue.db",
+            )
+            .into());
+        }
+    }
+    Ok(url)
+}
+
+async fn connect_queue(common: &CommonArgs) -> Result<Arc<dyn Queue>, RunError> {
+    let url = queue_url(common)?;
+    queue::connect(&url)
+        .await
+        .map_err(|e| RunError::QueueUnreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// Checks the queue answers, so a wrong URL fails at start, not in a loop.
-async fn check_queue(queue: &SqsQueue) -> Result<(), RunError> {
+async fn check_queue(queue: &dyn Queue) -> Result<(), RunError> {
     let unreachable = |reason: String| RunError::QueueUnreachable {
-        url: queue.url().to_owned(),
+        url: queue.describe(),
         reason,
     };
-    match tokio::time::timeout(Duration::from_secs(15), queue.depth()).await {
+    match tokio::time::timeout(Duration::from_secs(15), queue.counts()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable("no answer within 15 s".into())),
@@ -124,12 +152,13 @@ async fn serve(common: &CommonArgs) -> Result<(), RunError> {
     let tuning = Tuning::from_env()?;
     let addr = configuration::listen_addr(common)?;
     configuration::database_url(common)?;
+    queue_url(common)?;
     // Listen for signals from the start: a SIGTERM while connecting is a
     // clean stop (nothing is held yet), not a kill.
     let shutdown = shutdown::on_signal();
     let connected = async {
         let queue = connect_queue(common).await?;
-        check_queue(&queue).await?;
+        check_queue(queue.as_ref()).await?;
         let sink = connect_sink(common, &tuning).await?;
         Ok::<_, RunError>((queue, sink))
     };
@@ -137,7 +166,6 @@ async fn serve(common: &CommonArgs) -> Result<(), RunError> {
         connected = connected => connected?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let queue: Arc<dyn Queue> = Arc::new(queue);
     let app = Application::build(addr, queue, sink, masker, tuning)
         .await
         .map_err(|e| RunError::Listen {
@@ -159,19 +187,14 @@ async fn migrate(common: &CommonArgs) -> Result<(), RunError> {
 async fn setup(common: &CommonArgs) -> Result<(), RunError> {
     let tuning = Tuning::from_env()?;
     configuration::database_url(common)?;
-    let queue = connect_queue(common).await?;
-    let (queue, dlq) = SqsQueue::ensure_with_dead_letter_queue(
-        queue.client(),
-        queue.url(),
-        tuning.max_receive_count,
-        tuning.visibility,
-    )
-    .await
-    .map_err(|e| RunError::QueueUnreachable {
-        url: queue.url().to_owned(),
-        reason: e.to_string(),
-    })?;
-    tracing::info!(queue = %queue.url(), dead_letter_queue = %dlq, max_receive_count = tuning.max_receive_count, "queue ready");
+    let url = queue_url(common)?;
+    let (queue, dlq) = queue::setup(&url, tuning.max_receive_count, tuning.visibility)
+        .await
+        .map_err(|e| RunError::QueueUnreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(queue = %queue.describe(), dead_letter_queue = %dlq, max_receive_count = tuning.max_receive_count, "queue ready");
     connect_sink(common, &tuning).await?;
     tracing::info!("migrations applied");
     Ok(())

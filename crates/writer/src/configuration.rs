@@ -10,14 +10,14 @@ use std::time::Duration;
 use clap::Args;
 use sluice_core::classify::DEFAULT_MAX_RECORD_BYTES;
 use sluice_core::config::{
-    ConfigError, DatabaseUrl, LogFormat, env_parse, env_var, parse_queue_url,
+    ConfigError, DatabaseUrl, LogFormat, QueueUrl, env_parse, env_var, parse_queue_url,
 };
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 
 /// Flags shared by every subcommand; each falls back to its variable.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CommonArgs {
-    /// SQS queue URL.
+    /// SQS queue URL, or sqlite:///path/queue.db for the embedded queue.
     #[arg(long, global = true, env = "QUEUE_URL")]
     pub queue_url: Option<String>,
     /// postgres://… or sqlite:///path/to/file.db
@@ -133,11 +133,11 @@ impl Default for Tuning {
     }
 }
 
-pub fn queue_url(args: &CommonArgs) -> Result<String, ConfigError> {
+pub fn queue_url(args: &CommonArgs) -> Result<QueueUrl, ConfigError> {
     let raw = args.queue_url.as_deref().ok_or_else(|| {
         ConfigError::new(
             "QUEUE_URL",
-            "is not set; expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue",
+            "is not set; expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue or an embedded queue file such as sqlite:///var/lib/sluice/queue.db",
         )
     })?;
     parse_queue_url(raw)

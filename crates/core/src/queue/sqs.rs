@@ -20,7 +20,7 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 
-use super::{EntryFailure, Queue, QueueError, QueueMessage, SendOutcome};
+use super::{EntryFailure, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome};
 use crate::config::env_var;
 
 /// Where and how to reach SQS.
@@ -430,6 +430,28 @@ impl Queue for SqsQueue {
             .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
             .and_then(|n| n.parse().ok())
             .unwrap_or(0))
+    }
+
+    async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(queue_error)?;
+        let n = |name: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(QueueCounts {
+            visible: n(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        })
     }
 
     fn describe(&self) -> String {

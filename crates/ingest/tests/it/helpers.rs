@@ -340,6 +340,10 @@ impl Queue for Wrapped {
         self.inner.depth().await
     }
 
+    async fn counts(&self) -> Result<sluice_core::queue::QueueCounts, QueueError> {
+        self.inner.counts().await
+    }
+
     fn describe(&self) -> String {
         format!("wrapped {}", self.inner.describe())
     }
