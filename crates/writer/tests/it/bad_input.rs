@@ -11,11 +11,10 @@ use sluice_core::wire::{Envelope, encode_body};
 
 use crate::helpers::*;
 
-async fn bad_bodies_are_rejected(kind: &str) {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn bad_bodies_are_rejected(backend: Backend, kind: &str) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let queue = TestQueue::new(&endpoint, 30).await;
     let huge = Envelope::new(vec![
         json!({"user_id": "u-huge", "ip": "198.51.100.9", "note": "x".repeat(1 << 20)}),
     ]);
@@ -79,12 +78,7 @@ async fn bad_bodies_are_rejected(kind: &str) {
     writer.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_postgres() {
-    bad_bodies_are_rejected("postgres").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_sqlite() {
-    bad_bodies_are_rejected("sqlite").await;
+on_both_queues! {
+    bad_input_postgres => bad_bodies_are_rejected("postgres");
+    bad_input_sqlite => bad_bodies_are_rejected("sqlite");
 }

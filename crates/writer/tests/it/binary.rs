@@ -303,17 +303,19 @@ fn sigterm(pid: u32) {
 
 /// The 100 fixture records, one plain JSON object per message, through the
 /// binary into SQLite; then SIGTERM. Returns the database and the log output.
-async fn fixture_through_binary(json_logs: bool) -> Option<(tempfile::TempDir, TestDb, String)> {
-    let endpoint = service("SLUICE_TEST_SQS_ENDPOINT")?;
+async fn fixture_through_binary(
+    backend: Backend,
+    json_logs: bool,
+) -> Option<(tempfile::TempDir, TestDb, String)> {
+    let queue = TestQueue::new(backend, 30).await?;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.db");
     let db = TestDb::Sqlite(path.clone());
-    let queue = TestQueue::new(&endpoint, 30).await;
     let bodies: Vec<String> = login_fixture().iter().map(Value::to_string).collect();
     assert_eq!(bodies.len(), 100);
     queue.send(&bodies).await;
 
-    let mut env = aws_env(&endpoint, queue.url());
+    let mut env = queue.env();
     env.extend([
         ("DATABASE_URL", sqlite_url(&path)),
         ("PII_KEY", test_key_base64()),
@@ -418,9 +420,8 @@ fn assert_no_fixture_pii(logs: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binary_fixture_sqlite_text_logs() {
-    let (dir, db, logs) = require!(fixture_through_binary(false).await);
+async fn binary_fixture_text_logs(backend: Backend) {
+    let (dir, db, logs) = require!(fixture_through_binary(backend, false).await);
     assert_no_fixture_pii(&logs);
 
     // A masked ip from the database recovers to one of the fixture's ips.
@@ -456,10 +457,14 @@ async fn binary_fixture_sqlite_text_logs() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binary_fixture_sqlite_json_logs() {
-    let (_dir, _db, logs) = require!(fixture_through_binary(true).await);
+async fn binary_fixture_json_logs(backend: Backend) {
+    let (_dir, _db, logs) = require!(fixture_through_binary(backend, true).await);
     assert_no_fixture_pii(&logs);
+}
+
+on_both_queues! {
+    binary_fixture_sqlite_text_logs => binary_fixture_text_logs();
+    binary_fixture_sqlite_json_logs => binary_fixture_json_logs();
 }
 
 // ---------------------------------------------------------------- recover

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_core::queue::Queue;
 use sluice_core::records::WriteBatch;
 use sluice_writer::consumer::to_delivery;
 
@@ -14,11 +13,10 @@ use crate::helpers::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The issue's acceptance check for one database kind.
-async fn fixture_lands(kind: &str) {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn fixture_lands(backend: Backend, kind: &str) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let queue = TestQueue::new(&endpoint, 30).await;
     // One record per message, as the producer the fixture comes from sends.
     let bodies: Vec<String> = login_fixture().iter().map(Value::to_string).collect();
     queue.send(&bodies).await;
@@ -103,19 +101,9 @@ async fn fixture_lands(kind: &str) {
     writer.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fixture_lands_in_postgres() {
-    fixture_lands("postgres").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fixture_lands_in_sqlite() {
-    fixture_lands("sqlite").await;
-}
-
 /// `user_logins` created beforehand with DESIGN's plain DDL.
-async fn works_with_preexisting_table(kind: &str) {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn works_with_preexisting_table(backend: Backend, kind: &str) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
     db.execute(
@@ -123,7 +111,6 @@ async fn works_with_preexisting_table(kind: &str) {
          masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date)",
     )
     .await;
-    let queue = TestQueue::new(&endpoint, 30).await;
     queue
         .send(&envelope_bodies(&generated_logins(50, "pre"), 25))
         .await;
@@ -135,23 +122,12 @@ async fn works_with_preexisting_table(kind: &str) {
     writer.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preexisting_table_postgres() {
-    works_with_preexisting_table("postgres").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preexisting_table_sqlite() {
-    works_with_preexisting_table("sqlite").await;
-}
-
 /// A message committed but never deleted (the writer died in between) comes
 /// back after its visibility timeout; its rows appear once.
-async fn redelivered_message_lands_once(kind: &str) {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn redelivered_message_lands_once(backend: Backend, kind: &str) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let queue = TestQueue::new(&endpoint, 30).await;
     let records = generated_logins(30, "redeliver");
     queue.send(&envelope_bodies(&records[..20], 20)).await;
     queue
@@ -204,24 +180,12 @@ async fn redelivered_message_lands_once(kind: &str) {
     writer.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redelivery_postgres() {
-    redelivered_message_lands_once("postgres").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redelivery_sqlite() {
-    redelivered_message_lands_once("sqlite").await;
-}
-
 /// The same envelope sent twice (a producer retried a send that had
 /// succeeded) is two queue messages with one envelope id: rows land once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_envelope_lands_once() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn duplicate_envelope_lands_once(backend: Backend) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let queue = TestQueue::new(&endpoint, 30).await;
     let body = envelope_bodies(&generated_logins(40, "dup"), 40).remove(0);
     queue.send(&[body.clone(), body.clone()]).await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
@@ -241,13 +205,11 @@ async fn duplicate_envelope_lands_once() {
 
 /// A batch held past the visibility timeout (the database is slow) stays
 /// hidden: no second writer gets it and it is written once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_batch_keeps_its_messages_hidden() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn slow_batch_keeps_its_messages_hidden(backend: Backend) {
+    let queue = require!(TestQueue::new(backend, 3).await);
     let admin = require!(service("SLUICE_TEST_DATABASE_URL"));
     let db = TestDb::Postgres(fresh_postgres(&admin).await);
     let _ = db.sink().await;
-    let queue = TestQueue::new(&endpoint, 3).await;
 
     // Hold a lock that blocks the writer's receipt insert.
     let TestDb::Postgres(url) = &db else {
@@ -303,12 +265,10 @@ async fn slow_batch_keeps_its_messages_hidden() {
 }
 
 /// On shutdown the writer commits and deletes what it holds and returns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_leaves_nothing_in_flight() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn graceful_shutdown_leaves_nothing_in_flight(backend: Backend) {
+    let queue = require!(TestQueue::new(backend, 60).await);
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let queue = TestQueue::new(&endpoint, 60).await;
     queue
         .send(&envelope_bodies(&generated_logins(2_000, "stop"), 100))
         .await;
@@ -331,4 +291,16 @@ async fn graceful_shutdown_leaves_nothing_in_flight() {
     })
     .await;
     writer.stop().await;
+}
+
+on_both_queues! {
+    fixture_lands_in_postgres => fixture_lands("postgres");
+    fixture_lands_in_sqlite => fixture_lands("sqlite");
+    preexisting_table_postgres => works_with_preexisting_table("postgres");
+    preexisting_table_sqlite => works_with_preexisting_table("sqlite");
+    redelivery_postgres => redelivered_message_lands_once("postgres");
+    redelivery_sqlite => redelivered_message_lands_once("sqlite");
+    duplicate_envelope => duplicate_envelope_lands_once();
+    slow_batch_stays_hidden => slow_batch_keeps_its_messages_hidden();
+    graceful_shutdown => graceful_shutdown_leaves_nothing_in_flight();
 }

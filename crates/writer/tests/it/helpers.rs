@@ -19,7 +19,7 @@ use serde_json::Value;
 use sluice_core::config::DatabaseUrl;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
-use sluice_core::queue::sqs::SqsQueue;
+use sluice_core::queue::sqlite::SqliteQueue;
 use sluice_core::sink::{self, Sink};
 use sluice_writer::configuration::Tuning;
 use sluice_writer::startup::Application;
@@ -44,14 +44,44 @@ pub use sluice_testkit::{eventually, require, service};
 
 // ---------------------------------------------------------------- queues
 
-/// A fresh, uniquely named queue on the emulator.
+/// Which queue a test runs on: the SQS emulator (a service: skipped when
+/// absent) or the embedded SQLite queue (a file: always runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqs,
+    Embedded,
+}
+
+/// A fresh queue of either backend.
+///
+/// Visibility: the writer asks for `Tuning::visibility` on every receive and
+/// extension, on both backends, so a queue's own default matters only to a
+/// caller that receives without one; `visibility_secs` sets that default on
+/// SQS and is otherwise unused.
 pub struct TestQueue {
-    pub queue: SqsQueue,
-    pub endpoint: String,
+    pub queue: Arc<dyn Queue>,
+    pub backend: Backend,
+    url: String,
+    /// The emulator's endpoint (SQS only).
+    endpoint: Option<String>,
+    /// Holds the embedded queue's file.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestQueue {
-    pub async fn new(endpoint: &str, visibility_secs: u32) -> Self {
+    /// A fresh queue, or `None` when the backend's service is absent.
+    pub async fn new(backend: Backend, visibility_secs: u32) -> Option<Self> {
+        match backend {
+            Backend::Sqs => {
+                let endpoint = service("SLUICE_TEST_SQS_ENDPOINT")?;
+                Some(Self::sqs(&endpoint, visibility_secs).await)
+            }
+            Backend::Embedded => Some(Self::embedded()),
+        }
+    }
+
+    /// A fresh, uniquely named queue on the emulator at `endpoint`.
+    pub async fn sqs(endpoint: &str, visibility_secs: u32) -> Self {
         let visibility = visibility_secs.to_string();
         let queue = sluice_testkit::fresh_queue(
             endpoint,
@@ -59,17 +89,50 @@ impl TestQueue {
         )
         .await;
         Self {
-            queue,
-            endpoint: endpoint.to_owned(),
+            queue: Arc::new(queue.clone()),
+            backend: Backend::Sqs,
+            url: queue.url().to_owned(),
+            endpoint: Some(endpoint.to_owned()),
+            _dir: None,
         }
     }
 
+    /// A fresh embedded queue in a temporary folder of its own.
+    pub fn embedded() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let queue = SqliteQueue::open(&path).expect("open the embedded queue");
+        Self {
+            queue: Arc::new(queue),
+            backend: Backend::Embedded,
+            // An absolute path, so `sqlite:///…`.
+            url: format!("sqlite://{}", path.display()),
+            endpoint: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// The `QUEUE_URL` a spawned binary is given.
     pub fn url(&self) -> &str {
-        self.queue.url()
+        &self.url
     }
 
     pub fn shared(&self) -> Arc<dyn Queue> {
-        Arc::new(self.queue.clone())
+        Arc::clone(&self.queue)
+    }
+
+    /// The variables that point a spawned binary at this queue.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("QUEUE_URL", self.url.clone())];
+        if let Some(endpoint) = &self.endpoint {
+            env.extend([
+                ("AWS_ENDPOINT_URL", endpoint.clone()),
+                ("AWS_REGION", "us-east-1".to_owned()),
+                ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ]);
+        }
+        env
     }
 
     /// Sends bodies ten at a time; every entry must be accepted.
@@ -88,8 +151,34 @@ impl TestQueue {
 
     /// (visible, in flight).
     pub async fn counts(&self) -> (u64, u64) {
-        sluice_testkit::queue_counts(&self.queue).await
+        let c = self.queue.counts().await.expect("queue counts");
+        (c.visible, c.in_flight)
     }
+}
+
+/// Generates, for each `name => case(args)`, one `#[tokio::test]` per queue
+/// backend: `sqs::name` calls `case(Backend::Sqs, args)` and
+/// `embedded::name` calls `case(Backend::Embedded, args)`, so a suite's body
+/// is written once and runs on both.
+macro_rules! on_both_queues {
+    ($($name:ident => $case:ident($($arg:expr),* $(,)?);)+) => {
+        mod sqs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$case(crate::helpers::Backend::Sqs, $($arg),*).await;
+                }
+            )+
+        }
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$case(crate::helpers::Backend::Embedded, $($arg),*).await;
+                }
+            )+
+        }
+    };
 }
 
 // ---------------------------------------------------------------- databases

@@ -1,6 +1,7 @@
 //! One integration-test binary for the writer (zero-to-production style):
 //! shared helpers in `helpers`, one module per behaviour.
 
+#[macro_use]
 mod helpers;
 
 mod bad_input;

@@ -131,7 +131,7 @@ async fn postgres_outage_mid_run() {
         .await
         .unwrap();
     let db = TestDb::Postgres(fresh_postgres(&cluster.admin_url()).await);
-    let queue = TestQueue::new(&endpoint, 30).await;
+    let queue = TestQueue::sqs(&endpoint, 30).await;
     let records = generated_logins(6_000, "outage");
     let bodies = envelope_bodies(&records, 100);
     queue.send(&bodies[..20]).await;

@@ -128,11 +128,10 @@ async fn current_payout(db: &TestDb, event_id: &str) -> Option<f64> {
     }
 }
 
-async fn sample_in_every_form(kind: &str) {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn sample_in_every_form(backend: Backend, kind: &str) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let queue = TestQueue::new(&endpoint, 30).await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
     let client = reqwest::Client::new();
@@ -222,14 +221,10 @@ async fn sample_in_every_form(kind: &str) {
     writer.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sample_every_form_sqlite() {
-    sample_in_every_form("sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sample_every_form_postgres() {
-    sample_in_every_form("postgres").await;
+on_both_queues! {
+    sample_every_form_sqlite => sample_in_every_form("sqlite");
+    sample_every_form_postgres => sample_in_every_form("postgres");
+    ten_thousand_events_from_32_clients => ten_thousand_events(32);
 }
 
 fn tune_events(prefix: &str, n: usize) -> Vec<Value> {
@@ -243,20 +238,18 @@ fn tune_events(prefix: &str, n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// 10,000 events from 32 concurrent clients: exactly 10,000 rows, in far
+/// 10,000 events from concurrent clients: exactly 10,000 rows, in far
 /// fewer queue messages than events.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_events_from_32_clients() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn ten_thousand_events(backend: Backend, clients_n: usize) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let queue = TestQueue::new(&endpoint, 30).await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
     let events = tune_events("load", 10_000);
     let client = reqwest::Client::new();
     let mut clients = tokio::task::JoinSet::new();
-    for share in events.chunks(10_000 / 32 + 1) {
+    for share in events.chunks(10_000 / clients_n + 1) {
         let (client, url, share) = (client.clone(), ingest.url(), share.to_vec());
         clients.spawn(async move {
             let mut accepted = 0;
@@ -289,7 +282,9 @@ async fn ten_thousand_events_from_32_clients() {
     .await;
     // One receipt per queue message.
     let messages = db.count("sluice_receipts").await;
-    eprintln!("10,000 events from 32 clients in 400 requests arrived in {messages} queue messages");
+    eprintln!(
+        "10,000 events from {clients_n} clients in 400 requests arrived in {messages} queue messages"
+    );
     assert!(messages <= 200, "{messages} messages for 10,000 events");
     ingest.stop().await;
     writer.stop().await;
@@ -358,7 +353,7 @@ async fn queue_unreachable_then_back() {
     let fauxqs = OwnFauxqs::start(&cli).await;
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let queue = TestQueue::new(&fauxqs.endpoint, 30).await;
+    let queue = TestQueue::sqs(&fauxqs.endpoint, 30).await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     let settings = Settings {
         batch: BatchSettings {

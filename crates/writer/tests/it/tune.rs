@@ -125,7 +125,7 @@ async fn tune_records_land(kind: &str) {
     let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let queue = TestQueue::new(&endpoint, 30).await;
+    let queue = TestQueue::sqs(&endpoint, 30).await;
 
     let click = tune_click_fixture();
     // The click twice (TUNE redelivered it: two messages, one event_id), the
@@ -376,7 +376,7 @@ async fn firehose_delivery_lands(kind: &str) {
     let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let queue = TestQueue::new(&endpoint, 30).await;
+    let queue = TestQueue::sqs(&endpoint, 30).await;
     let delivery = json!({
         "count": 3,
         "network_id": "NETWORKID",
