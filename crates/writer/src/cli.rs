@@ -122,7 +122,9 @@ async fn check_queue(queue: &dyn Queue) -> Result<(), RunError> {
     }
 }
 
-async fn connect_sink(
+/// Connects to the database and migrates it, waiting for one that is still
+/// starting.
+pub async fn connect_sink(
     common: &CommonArgs,
     tuning: &Tuning,
 ) -> Result<Arc<dyn sink::Sink>, RunError> {

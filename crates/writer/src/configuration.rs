@@ -4,7 +4,7 @@
 //! stops the writer with one line naming the variable.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -12,6 +12,7 @@ use sluice_core::classify::DEFAULT_MAX_RECORD_BYTES;
 use sluice_core::config::{
     ConfigError, DatabaseUrl, LogFormat, QueueUrl, env_parse, env_var, parse_queue_url,
 };
+use sluice_core::key_file;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 
 /// Flags shared by every subcommand; each falls back to its variable.
@@ -164,15 +165,27 @@ pub fn log_format(args: &CommonArgs) -> Result<LogFormat, ConfigError> {
     args.log_format.as_deref().unwrap_or("text").parse()
 }
 
-/// The masker from `PII_KEY`, `PII_OLD_KEYS` and `PII_POLICY_FILE`.
+/// The masker from `PII_KEY` (or `PII_KEY_FILE`), `PII_OLD_KEYS` and
+/// `PII_POLICY_FILE`.
 pub fn masker() -> Result<Masker, ConfigError> {
-    let current = env_var("PII_KEY").ok_or_else(|| {
-        ConfigError::new(
-            "PII_KEY",
-            "is not set; expected 32 random bytes in base64; make one with `openssl rand -base64 32`",
-        )
-    })?;
-    let current = PiiKey::from_base64("PII_KEY", &current)?;
+    let current = match (env_var("PII_KEY"), env_var(key_file::VARIABLE)) {
+        (Some(key), _) => PiiKey::from_base64("PII_KEY", &key)?,
+        (None, Some(path)) => {
+            PiiKey::from_base64(key_file::VARIABLE, &key_file::read(Path::new(&path))?)?
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "PII_KEY",
+                "is not set; expected 32 random bytes in base64; make one with `openssl rand -base64 32` (or set PII_KEY_FILE to a file holding it)",
+            ));
+        }
+    };
+    masker_with(current)
+}
+
+/// The masker around a given current key, with `PII_OLD_KEYS` and
+/// `PII_POLICY_FILE` from the environment.
+pub fn masker_with(current: PiiKey) -> Result<Masker, ConfigError> {
     let older = env_var("PII_OLD_KEYS")
         .map(|list| {
             list.split(',')

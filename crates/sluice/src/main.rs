@@ -1,0 +1,54 @@
+//! `sluice`: the whole pipeline on one machine, for trying Sluice out and for
+//! small installations — `sluice up` runs ingest and a writer in one process.
+//!
+//! In production the two run as separate services (`sluice-ingest`,
+//! `sluice-writer`) so they scale and fail independently; here one command,
+//! one Ctrl-C, and defaults that need no infrastructure: an embedded SQLite
+//! queue, a SQLite database and a local PII key file, all under `data/`.
+
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+// As in the two services: many small allocations on many threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice on one machine: ingest and a writer in one process."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start ingest and a writer together until Ctrl-C (or SIGTERM).
+    Up(up::UpArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A missing .env is normal; a malformed one stops the program.
+    if let Err(line) = sluice_core::config::load_dotenv() {
+        eprintln!("error: {line}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => up::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
