@@ -64,11 +64,9 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     // Every setting is checked before anything is created or connected.
     let queue_url = parse_queue_url(&args.queue_url)?;
     let database_url = DatabaseUrl::parse(&args.database_url)?;
-    let ingest_addr = args
-        .ingest_addr
-        .trim()
-        .parse()
-        .map_err(|_| ConfigError::new("INGEST_ADDR", "expected host:port such as 127.0.0.1:8080"))?;
+    let ingest_addr = args.ingest_addr.trim().parse().map_err(|_| {
+        ConfigError::new("INGEST_ADDR", "expected host:port such as 127.0.0.1:8080")
+    })?;
     let writer_common = sluice_writer::configuration::CommonArgs {
         queue_url: Some(args.queue_url.clone()),
         database_url: Some(args.database_url.clone()),
@@ -76,7 +74,12 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         log_format: args.log_format.clone(),
     };
     let writer_addr = sluice_writer::configuration::listen_addr(&writer_common)?;
-    let tuning = sluice_writer::configuration::Tuning::from_env()?;
+    let mut tuning = sluice_writer::configuration::Tuning::from_env()?;
+    // A receive from the embedded queue costs nothing, so a short long-poll
+    // only makes Ctrl-C quicker (a poll under way is finished, not dropped).
+    if matches!(queue_url, QueueUrl::Sqlite(_)) && env_var("WRITER_WAIT_SECS").is_none() {
+        tuning.wait = std::time::Duration::from_secs(1);
+    }
     let ingest_settings = sluice_ingest::configuration::Settings::from_env()?;
     let masker = masker()?;
 
@@ -135,9 +138,8 @@ fn masker() -> Result<Masker, ConfigError> {
     if env_var("PII_KEY").is_some() {
         return sluice_writer::configuration::masker();
     }
-    let path = PathBuf::from(
-        env_var(key_file::VARIABLE).unwrap_or_else(|| DEFAULT_KEY_FILE.to_owned()),
-    );
+    let path =
+        PathBuf::from(env_var(key_file::VARIABLE).unwrap_or_else(|| DEFAULT_KEY_FILE.to_owned()));
     if key_file::create_if_missing(&path)? {
         tracing::warn!(
             path = %path.display(),
