@@ -81,13 +81,29 @@ fn env_example_lists_every_variable_the_binaries_read() {
     let read = variables_read();
     let listed = variables_listed();
     // The scan itself must find the settings we know are read, or it proves nothing.
-    for known in ["QUEUE_URL", "DATABASE_URL", "PII_KEY", "PII_KEY_FILE", "INGEST_ADDR", "WRITER_BATCH_ROWS"] {
-        assert!(read.contains(known), "the source scan missed {known}: {read:?}");
+    for known in [
+        "QUEUE_URL",
+        "DATABASE_URL",
+        "PII_KEY",
+        "PII_KEY_FILE",
+        "INGEST_ADDR",
+        "WRITER_BATCH_ROWS",
+    ] {
+        assert!(
+            read.contains(known),
+            "the source scan missed {known}: {read:?}"
+        );
     }
     let missing: Vec<_> = read.difference(&listed).collect();
-    assert!(missing.is_empty(), "read by the binaries but not in .env.example: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "read by the binaries but not in .env.example: {missing:?}"
+    );
     let stale: Vec<_> = listed.difference(&read).collect();
-    assert!(stale.is_empty(), "in .env.example but read by no binary: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "in .env.example but read by no binary: {stale:?}"
+    );
 }
 
 #[test]
@@ -96,10 +112,18 @@ fn env_example_parses_as_a_dotenv_file() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let get = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     // The embedded defaults: nothing to install, nothing shared.
     assert_eq!(get("QUEUE_URL"), Some("sqlite://data/queue.db"));
     assert_eq!(get("DATABASE_URL"), Some("sqlite://data/sluice.db"));
-    assert_eq!(get("PII_KEY"), None, "a PII key must never ship in .env.example");
+    assert_eq!(
+        get("PII_KEY"),
+        None,
+        "a PII key must never ship in .env.example"
+    );
     assert!(get("PII_KEY_FILE").is_some());
 }

@@ -49,7 +49,13 @@ fn quickstart_blocks(readme: &str) -> Vec<Vec<String>> {
 fn clean_checkout(into: &Path) {
     let root = workspace();
     let out = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(&root)
         .output()
         .expect("git");
@@ -88,7 +94,9 @@ fn shell(dir: &Path, command: &str, env: &[(String, String)]) -> Command {
         let name = line.trim_start_matches('#').trim_start();
         if let Some((name, _)) = name.split_once('=')
             && !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         {
             cmd.env_remove(name);
         }
@@ -154,14 +162,23 @@ impl Drop for Background {
 }
 
 /// Runs `command` until `done` accepts its output, for at most `timeout`.
-fn poll(dir: &Path, command: &str, env: &[(String, String)], timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+fn poll(
+    dir: &Path,
+    command: &str,
+    env: &[(String, String)],
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + timeout;
     loop {
         let out = run(dir, command, env);
         if done(&out) {
             return out;
         }
-        assert!(Instant::now() < deadline, "`{command}` never gave the expected rows; last output:\n{out}");
+        assert!(
+            Instant::now() < deadline,
+            "`{command}` never gave the expected rows; last output:\n{out}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -170,7 +187,11 @@ fn poll(dir: &Path, command: &str, env: &[(String, String)], timeout: Duration, 
 fn the_readme_quickstart_works_on_a_clean_checkout() {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     let blocks = quickstart_blocks(&readme);
-    assert_eq!(blocks.len(), 2, "expected two sh blocks (two terminals): {blocks:?}");
+    assert_eq!(
+        blocks.len(),
+        2,
+        "expected two sh blocks (two terminals): {blocks:?}"
+    );
     let (first, second) = (&blocks[0], &blocks[1]);
     assert!(!first.is_empty() && second.len() >= 2, "{blocks:?}");
 
@@ -190,7 +211,10 @@ fn the_readme_quickstart_works_on_a_clean_checkout() {
         }
     }
     if !port_is_free(9090) {
-        env.push(("WRITER_ADDR".to_owned(), format!("127.0.0.1:{}", free_port())));
+        env.push((
+            "WRITER_ADDR".to_owned(),
+            format!("127.0.0.1:{}", free_port()),
+        ));
     }
 
     // Terminal 1: everything but the last command, then the last one left running.
@@ -216,9 +240,17 @@ fn the_readme_quickstart_works_on_a_clean_checkout() {
     let deadline = Instant::now() + Duration::from_secs(900);
     while !up.log().contains("sluice is up") {
         if let Some(status) = up.child.try_wait().unwrap() {
-            panic!("`{}` exited ({status}) before it was up:\n{}", first.last().unwrap(), up.log());
+            panic!(
+                "`{}` exited ({status}) before it was up:\n{}",
+                first.last().unwrap(),
+                up.log()
+            );
         }
-        assert!(Instant::now() < deadline, "not up after 15 minutes:\n{}", up.log());
+        assert!(
+            Instant::now() < deadline,
+            "not up after 15 minutes:\n{}",
+            up.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -241,7 +273,10 @@ fn the_readme_quickstart_works_on_a_clean_checkout() {
         });
         outputs.push(out);
     }
-    let logins = outputs.iter().find(|o| o.contains("sample-user-0001")).expect("the logins query");
+    let logins = outputs
+        .iter()
+        .find(|o| o.contains("sample-user-0001"))
+        .expect("the logins query");
     assert_eq!(logins.lines().count(), 3, "{logins}");
     assert!(logins.contains("enc:"), "ips are encrypted: {logins}");
     let events = outputs
@@ -251,18 +286,29 @@ fn the_readme_quickstart_works_on_a_clean_checkout() {
     assert_eq!(events.lines().count(), 3, "{events}");
     for ip in &ips {
         for out in &outputs {
-            assert!(!out.contains(ip.as_str()), "a plaintext ip in the query output");
+            assert!(
+                !out.contains(ip.as_str()),
+                "a plaintext ip in the query output"
+            );
         }
         assert!(!up.log().contains(ip.as_str()), "a plaintext ip in the log");
     }
 
     // The key was made on the first run, for its owner only.
     let key = checkout.join("data/pii.key");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).expect("data/pii.key").permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key).expect("data/pii.key").permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 
     // Ctrl-C stops both, cleanly.
     up.interrupt();
-    let status = up.wait(Duration::from_secs(60)).unwrap_or_else(|| panic!("still running 60 s after Ctrl-C:\n{}", up.log()));
-    assert!(status.success(), "exit {status} after Ctrl-C:\n{}", up.log());
+    let status = up
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("still running 60 s after Ctrl-C:\n{}", up.log()));
+    assert!(
+        status.success(),
+        "exit {status} after Ctrl-C:\n{}",
+        up.log()
+    );
 }
