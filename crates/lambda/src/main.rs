@@ -1,0 +1,58 @@
+//! `sluice-ingest-lambda` entry point: settings, the SQS client, then the
+//! Lambda runtime loop.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use sluice_core::queue::Queue;
+use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::telemetry;
+use sluice_ingest_lambda::{Config, app};
+
+// As in sluice-ingest: parsing and packing allocate per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // For `cargo lambda watch` on a developer's machine; Lambda has no .env.
+    if let Err(line) = sluice_core::config::load_dotenv() {
+        eprintln!("error: {line}");
+        return ExitCode::from(2);
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // lambda_http panics without it; one line is kinder.
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+        eprintln!(
+            "error: AWS_LAMBDA_RUNTIME_API: is not set; this binary runs inside AWS Lambda \
+             (or `cargo lambda watch`); elsewhere run sluice-ingest"
+        );
+        return ExitCode::from(2);
+    }
+    telemetry::init_logging(config.log_format);
+    sluice_ingest::metrics::describe();
+    // On an AWS queue URL this makes no call, so sqs:SendMessage is all the
+    // function's role needs.
+    let queue = SqsQueue::connect(&SqsSettings::from_env(config.queue_url.clone())).await;
+    tracing::info!(
+        queue = %queue.describe(),
+        max_message_bytes = config.settings.batch.max_message_bytes,
+        linger_ms = config.settings.batch.linger.as_millis() as u64,
+        auth = config.settings.token.is_some(),
+        "ingest on lambda ready"
+    );
+    let queue: Arc<dyn Queue> = Arc::new(queue);
+    match lambda_http::run(app(queue, &config.settings)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: lambda runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
