@@ -354,6 +354,20 @@ async fn messages_survive_reopening_the_file() {
     assert_eq!(queue.describe(), path.display().to_string());
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn the_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = fresh(&dir);
+    send_all(&queue, &bodies("pii", 1)).await;
+    for suffix in ["", "-wal"] {
+        let file = format!("{}{suffix}", queue.path().display());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{file}: {mode:o}");
+    }
+}
+
 #[tokio::test]
 async fn connect_and_setup_through_the_url() {
     let dir = tempfile::tempdir().unwrap();

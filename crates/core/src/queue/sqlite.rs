@@ -46,6 +46,11 @@
 //! does, with its receive count reset; [`SqliteQueue::dead_letter_queue`]
 //! reads it like any queue.
 //!
+//! **PII.** The file holds events as ingest sent them, before masking (as
+//! SQS does): it is created readable by its owner only, and deleted messages
+//! are overwritten (`secure_delete`) rather than left in free pages (the
+//! WAL's older frames go as it is reused after each checkpoint).
+//!
 //! **Durability.** A send returns only after its commit is synced
 //! (`synchronous=FULL`): ingest answers 202 on it. Receives, deletes and
 //! visibility changes commit with `synchronous=NORMAL` (safe against
@@ -263,7 +268,26 @@ fn notifier(path: &Path) -> Arc<Notify> {
     notify
 }
 
+/// Creates a missing queue file readable by its owner only: it holds events
+/// as ingest sent them, PII not yet masked. SQLite gives its `-wal` and
+/// `-shm` files the same permissions.
+fn create_private(path: &Path) -> Result<(), QueueError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(QueueError::new(
+            None,
+            format!("queue file {}: cannot be created: {e}", path.display()),
+        )),
+    }
+}
+
 fn open_connection(path: &Path) -> Result<Connection, QueueError> {
+    create_private(path)?;
     let err = |e| sqlite_error(path, "opening", e);
     let conn = Connection::open(path).map_err(err)?;
     // Busy timeout first: switching to WAL needs a lock another process may hold.
@@ -275,6 +299,10 @@ fn open_connection(path: &Path) -> Result<Connection, QueueError> {
         tracing::warn!(path = %path.display(), journal_mode = %mode, "SQLite WAL mode unavailable for the queue file");
     }
     conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    // A deleted message's pages are zeroed rather than left in the free
+    // list, so raw events do not linger once the writer has stored them.
+    conn.pragma_update(None, "secure_delete", "ON")
         .map_err(err)?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
