@@ -16,7 +16,13 @@ fn workspace() -> PathBuf {
 
 /// Read by something other than Sluice's own settings: `$USER` is only the
 /// fallback name of the operator in `recover`'s audit line.
-const NOT_SETTINGS: &[&str] = &["USER"];
+/// The Lambda function (crates/lambda) checks two of the Lambda platform's
+/// own: whether it runs inside Lambda, and lambda_http's stage option.
+const NOT_SETTINGS: &[&str] = &[
+    "USER",
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
+];
 /// Read by libraries rather than by a call in our sources.
 const READ_BY_LIBRARIES: &[&str] = &["RUST_LOG"];
 
