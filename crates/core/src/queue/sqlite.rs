@@ -279,10 +279,19 @@ fn create_private(path: &Path) -> Result<(), QueueError> {
     match options.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(QueueError::new(
-            None,
-            format!("queue file {}: cannot be created: {e}", path.display()),
-        )),
+        Err(e) => {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "its directory does not exist".to_owned(),
+                std::io::ErrorKind::PermissionDenied => {
+                    "this user may not write in its directory".to_owned()
+                }
+                _ => e.to_string(),
+            };
+            Err(QueueError::new(
+                None,
+                format!("queue file {}: cannot be created: {why}", path.display()),
+            ))
+        }
     }
 }
 
