@@ -1,5 +1,17 @@
 //! User-login records → `user_logins` rows.
+//!
+//! Two ways in, one result. [`login_row`] takes a parsed JSON object and
+//! handles every shape. [`plain_login_row`] reads the common shape (only the
+//! six login fields, each a string or null) straight from the record's JSON
+//! text into borrowed strings: building a `serde_json::Map` per record and
+//! freeing it again cost more than masking. Whatever it does not take — an
+//! extra field, a number, a value to reject — it leaves to the general path,
+//! so both give the same row or the same rejection.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, Visitor};
 use serde_json::{Map, Value};
 
 use crate::masking::Masker;
@@ -23,6 +35,146 @@ pub fn login_row(record: &Map<String, Value>, masker: &Masker) -> Result<LoginRo
         masked_device_id: masked_field(record, "device_id", "masked_device_id", masker)?,
         locale: text_field(record, "locale", SHORT_TEXT_MAX)?,
         app_version: record.get("app_version").and_then(app_version),
+    })
+}
+
+/// A login record in its plain shape. `None`: the field is absent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainLogin<'a> {
+    #[serde(default, borrow)]
+    user_id: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    ip: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    device_id: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    device_type: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    locale: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    app_version: Option<Text<'a>>,
+}
+
+/// A string (borrowed from the JSON text unless it had escapes) or null;
+/// anything else fails the plain parse.
+enum Text<'a> {
+    Null,
+    Str(Cow<'a, str>),
+}
+
+impl<'a> Text<'a> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Text::Null => None,
+            Text::Str(s) => Some(s),
+        }
+    }
+
+    /// What [`crate::classify`]'s size bound counts for the value.
+    fn approx_size(&self) -> usize {
+        match self {
+            Text::Null => 8,
+            Text::Str(s) => s.len() + 2,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or null")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Text::Null)
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// More than `max` characters, as PostgreSQL's varchar counts them; the
+/// byte length bounds the count, so most values are not counted at all.
+fn longer_than(s: &str, max: usize) -> bool {
+    s.len() > max && s.chars().count() > max
+}
+
+/// The text of a present, non-null field.
+fn text<'s>(field: &'s Option<Text<'_>>) -> Option<&'s str> {
+    field.as_ref().and_then(Text::as_str)
+}
+
+/// The row of a record in the plain login shape, read from its JSON text;
+/// `None` when the record is of another shape or would be rejected, for
+/// [`login_row`] (through classification) to handle. `max_record_bytes` is
+/// the classifier's size bound, applied the same way.
+pub fn plain_login_row(json: &str, masker: &Masker, max_record_bytes: usize) -> Option<LoginRow> {
+    let record: PlainLogin<'_> = serde_json::from_str(json).ok()?;
+    let fields = [
+        ("app_version", &record.app_version),
+        ("device_id", &record.device_id),
+        ("device_type", &record.device_type),
+        ("ip", &record.ip),
+        ("locale", &record.locale),
+        ("user_id", &record.user_id),
+    ];
+    // The bound classify applies before anything else (keys and strings).
+    let size = fields
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| name.len() + 4 + v.approx_size()))
+        .sum::<usize>()
+        + 2;
+    if size > max_record_bytes {
+        return None;
+    }
+    // Classified as a login: user_id and (ip or device_id), not null.
+    let user_id = text(&record.user_id)?;
+    if text(&record.ip).is_none() && text(&record.device_id).is_none() {
+        return None;
+    }
+    if fields
+        .iter()
+        .any(|(_, v)| text(v).is_some_and(|s| s.contains('\0')))
+    {
+        return None;
+    }
+    let short = |f: &Option<Text<'_>>, max: usize| match text(f) {
+        Some(s) if longer_than(s, max) => Err(()),
+        other => Ok(other.map(str::to_owned)),
+    };
+    if longer_than(user_id, USER_ID_MAX) {
+        return None;
+    }
+    let masked = |strategy, f: &Option<Text<'_>>| match text(f) {
+        None => Ok(None),
+        Some(s) => match masker.mask_text(strategy, s) {
+            Some(m) if longer_than(&m, MASKED_MAX) => Err(()),
+            m => Ok(m),
+        },
+    };
+    let (ip, device_id) = masker.login_strategies();
+    Some(LoginRow {
+        user_id: user_id.to_owned(),
+        device_type: short(&record.device_type, SHORT_TEXT_MAX).ok()?,
+        masked_ip: masked(ip, &record.ip).ok()?,
+        masked_device_id: masked(device_id, &record.device_id).ok()?,
+        locale: short(&record.locale, SHORT_TEXT_MAX).ok()?,
+        app_version: text(&record.app_version).and_then(app_version_text),
     })
 }
 
@@ -73,21 +225,33 @@ fn masked_field(
 /// order as integers. Anything else (more parts, a part ≥ 1000, letters,
 /// overflow) is `None`: the row is kept with a NULL version.
 pub fn app_version(value: &Value) -> Option<i32> {
-    let text = match value {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    let parts: Vec<&str> = text.split('.').collect();
-    if parts.is_empty() || parts.len() > 3 {
-        return None;
+    match value {
+        Value::String(s) => app_version_text(s),
+        Value::Number(n) => app_version_text(&n.to_string()),
+        _ => None,
     }
+}
+
+/// [`app_version`] of a text value.
+fn app_version_text(text: &str) -> Option<i32> {
+    let text = text.trim();
     let mut numbers = [0i32; 3];
-    for (slot, part) in numbers.iter_mut().zip(&parts) {
-        if part.is_empty() || part.len() > 9 || !part.bytes().all(|b| b.is_ascii_digit()) {
+    let mut parts = text.split('.');
+    for slot in &mut numbers {
+        let Some(part) = parts.next() else { break };
+        if part.is_empty() || part.len() > 9 {
             return None;
         }
-        *slot = part.parse().ok()?;
+        // Digits only (no sign); nine of them cannot overflow an i32.
+        for b in part.bytes() {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            *slot = *slot * 10 + i32::from(b - b'0');
+        }
+    }
+    if parts.next().is_some() {
+        return None;
     }
     let [major, minor, patch] = numbers;
     if minor >= 1000 || patch >= 1000 {
@@ -118,6 +282,33 @@ mod tests {
         assert_eq!(app_version(&json!("")), None);
         assert_eq!(app_version(&json!("-1.0")), None);
         assert_eq!(app_version(&json!(null)), None);
+    }
+
+    #[test]
+    fn plain_logins_are_read_without_a_map_and_others_declined() {
+        let m = Masker::new(
+            Keyring::new(PiiKey::from_bytes(&[9u8; 32]), vec![]),
+            Policy::default(),
+        );
+        let plain = r#"{"user_id": "u\u00e9", "app_version": "2.3.0", "device_type": "ios",
+            "ip": "199.172.111.135", "locale": null, "device_id": "593-47-5928"}"#;
+        let value: Value = serde_json::from_str(plain).unwrap();
+        assert_eq!(
+            plain_login_row(plain, &m, 65_536),
+            Some(login_row(value.as_object().unwrap(), &m).unwrap())
+        );
+        // Left to the general path: other shapes, and anything it rejects.
+        for other in [
+            r#"{"user_id": 7, "ip": "1.1.1.1"}"#,
+            r#"{"user_id": "u", "ip": "1.1.1.1", "extra": 1}"#,
+            r#"{"user_id": "u", "ip": null}"#,
+            r#"{"user_id": "u", "ip": "1.1.1.1", "ip": "1.1.1.2"}"#,
+            r#"{"user_id": "u\u0000", "ip": "1.1.1.1"}"#,
+            r#"{"user_id": "u", "ip": "1.1.1.1", "locale": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
+        ] {
+            assert_eq!(plain_login_row(other, &m, 65_536), None, "{other}");
+        }
+        assert_eq!(plain_login_row(plain, &m, 100), None);
     }
 
     #[test]

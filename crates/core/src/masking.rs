@@ -45,10 +45,20 @@ pub struct PiiKey {
 
 std::thread_local! {
     // AES-SIV instances are not `Clone` and encrypt through `&mut self`, so
-    // each thread keeps one per key instead of re-keying for every value.
-    static SIV_CIPHERS: std::cell::RefCell<HashMap<[u8; 64], Aes256Siv>> =
-        std::cell::RefCell::new(HashMap::new());
+    // each thread keeps one per key instead of re-keying for every value. A
+    // short list compared by key beats a HashMap here: hashing the 64-byte
+    // key with SipHash cost more than the comparison, on every value.
+    static SIV_CIPHERS: std::cell::RefCell<Vec<([u8; 64], Aes256Siv)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
+
+/// Keys whose ciphers a thread keeps; a process uses one or two (current and
+/// older), tests make many, so the oldest is dropped past this.
+const CACHED_CIPHERS: usize = 8;
+
+/// Plaintexts up to this length are encrypted in a stack buffer, without
+/// allocating: every id and address the default policy encrypts fits.
+const INLINE_PLAINTEXT: usize = 96;
 
 impl std::fmt::Debug for PiiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,10 +114,17 @@ impl PiiKey {
     fn with_cipher<R>(&self, f: impl FnOnce(&mut Aes256Siv) -> R) -> R {
         SIV_CIPHERS.with(|ciphers| {
             let mut ciphers = ciphers.borrow_mut();
-            let cipher = ciphers
-                .entry(self.siv_key)
-                .or_insert_with(|| Aes256Siv::new((&self.siv_key).into()));
-            f(cipher)
+            let at = match ciphers.iter().position(|(k, _)| *k == self.siv_key) {
+                Some(at) => at,
+                None => {
+                    if ciphers.len() >= CACHED_CIPHERS {
+                        ciphers.remove(0);
+                    }
+                    ciphers.push((self.siv_key, Aes256Siv::new((&self.siv_key).into())));
+                    ciphers.len() - 1
+                }
+            };
+            f(&mut ciphers[at].1)
         })
     }
 }
@@ -273,11 +290,24 @@ pub enum RecoverError {
 pub struct Masker {
     keyring: Keyring,
     policy: Policy,
+    /// The strategies of `ip` and `device_id`, looked up once: every login
+    /// needs both, and the lookup hashes the name.
+    login_strategies: (Strategy, Strategy),
 }
 
 impl Masker {
     pub fn new(keyring: Keyring, policy: Policy) -> Self {
-        Self { keyring, policy }
+        let login_strategies = (policy.strategy("ip"), policy.strategy("device_id"));
+        Self {
+            keyring,
+            policy,
+            login_strategies,
+        }
+    }
+
+    /// The strategies of the login fields `ip` and `device_id`.
+    pub fn login_strategies(&self) -> (Strategy, Strategy) {
+        self.login_strategies
     }
 
     pub fn policy(&self) -> &Policy {
@@ -291,17 +321,30 @@ impl Masker {
     /// `enc:<key id>:<base64url(AES-SIV(value))>`.
     pub fn encrypt(&self, plaintext: &[u8]) -> String {
         let key = self.keyring.current();
+        // Built in place: this runs twice per login, and format! plus the
+        // intermediate buffers cost more than the cipher itself.
+        let mut out = labelled(ENCRYPTED_PREFIX, &key.id, TAG_LEN + plaintext.len());
         // No associated data: the key id only selects the key, and a value
         // relabelled to another key fails authentication under it anyway; an
         // extra header would cost one more CMAC per value.
-        let sealed = key
-            .with_cipher(|c| c.encrypt::<[&[u8]; 0], &[u8]>([], plaintext))
-            .unwrap_or_default();
-        format!(
-            "{ENCRYPTED_PREFIX}:{}:{}",
-            key.id,
-            URL_SAFE_NO_PAD.encode(sealed)
-        )
+        if plaintext.len() <= INLINE_PLAINTEXT {
+            // tag ‖ ciphertext, exactly what `Aes256Siv::encrypt` returns.
+            let mut sealed = [0u8; TAG_LEN + INLINE_PLAINTEXT];
+            let (tag, text) = sealed.split_at_mut(TAG_LEN);
+            let text = &mut text[..plaintext.len()];
+            text.copy_from_slice(plaintext);
+            if let Ok(t) =
+                key.with_cipher(|c| c.encrypt_in_place_detached::<[&[u8]; 0], &[u8]>([], text))
+            {
+                tag.copy_from_slice(&t);
+                URL_SAFE_NO_PAD.encode_string(&sealed[..TAG_LEN + plaintext.len()], &mut out);
+            }
+        } else if let Ok(sealed) =
+            key.with_cipher(|c| c.encrypt::<[&[u8]; 0], &[u8]>([], plaintext))
+        {
+            URL_SAFE_NO_PAD.encode_string(sealed, &mut out);
+        }
+        out
     }
 
     /// `hmac:<key id>:<base64url(HMAC-SHA-256(value))>`.
@@ -309,11 +352,9 @@ impl Masker {
         let key = self.keyring.current();
         let mut mac = key.mac.clone();
         mac.update(value);
-        format!(
-            "{HASHED_PREFIX}:{}:{}",
-            key.id,
-            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-        )
+        let mut out = labelled(HASHED_PREFIX, &key.id, 32);
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut out);
+        out
     }
 
     /// Decrypts a value made by [`Masker::encrypt`] under any configured key.
@@ -342,18 +383,24 @@ impl Masker {
             Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
             other => std::borrow::Cow::Owned(other.to_string()),
         };
-        let masked = match strategy {
-            Strategy::Keep => return Some(value.clone()),
+        match strategy {
+            Strategy::Keep => Some(value.clone()),
+            _ => self.mask_text(strategy, &text).map(Value::String),
+        }
+    }
+
+    /// Masks one text value with a strategy, as [`Masker::apply`] does a JSON
+    /// string. `None` means the field is dropped.
+    pub fn mask_text(&self, strategy: Strategy, text: &str) -> Option<String> {
+        Some(match strategy {
+            Strategy::Keep => text.to_owned(),
             Strategy::Drop => return None,
             Strategy::Encrypt => self.encrypt(text.as_bytes()),
             Strategy::Hash => self.hash(text.as_bytes()),
             // Something that is not an address cannot be truncated; hashing it
             // is the safe fallback that still groups equal values.
-            Strategy::TruncateIp => {
-                truncate_ip(&text).unwrap_or_else(|| self.hash(text.as_bytes()))
-            }
-        };
-        Some(Value::String(masked))
+            Strategy::TruncateIp => truncate_ip(text).unwrap_or_else(|| self.hash(text.as_bytes())),
+        })
     }
 
     /// Masks a named field's value by the policy.
@@ -388,6 +435,19 @@ impl Masker {
             other => other,
         }
     }
+}
+
+/// Length of the AES-SIV tag that precedes the ciphertext.
+const TAG_LEN: usize = 16;
+
+/// `<prefix>:<key id>:` with room for `payload` bytes in base64.
+fn labelled(prefix: &str, id: &str, payload: usize) -> String {
+    let mut out = String::with_capacity(prefix.len() + id.len() + 2 + payload.div_ceil(3) * 4);
+    out.push_str(prefix);
+    out.push(':');
+    out.push_str(id);
+    out.push(':');
+    out
 }
 
 /// Keeps the /24 of an IPv4 address or the /48 of an IPv6 address.
@@ -437,6 +497,45 @@ mod tests {
         assert!(!a.contains("199.172"));
         assert_eq!(m.recover(&a).unwrap(), b"199.172.111.135");
         assert!(a.len() < 80, "fits varchar(256) with room: {a}");
+    }
+
+    #[test]
+    fn encrypt_matches_plain_aes_siv_at_every_length() {
+        // The in-place encryption must stay byte-identical to what earlier
+        // versions stored (`Aes256Siv::encrypt`, no header), inline or not.
+        let m = masker();
+        let key = m.keyring().current();
+        let mut reference = Aes256Siv::new((&key.siv_key).into());
+        for len in 0..(INLINE_PLAINTEXT + 40) {
+            let text: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+            let sealed = reference.encrypt::<[&[u8]; 0], &[u8]>([], &text).unwrap();
+            let expected = format!("enc:{}:{}", key.id(), URL_SAFE_NO_PAD.encode(sealed));
+            assert_eq!(m.encrypt(&text), expected, "length {len}");
+            assert_eq!(m.recover(&expected).unwrap(), text);
+        }
+        let mut mac = key.mac.clone();
+        mac.update(b"x");
+        let expected = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(m.hash(b"x"), format!("hmac:{}:{expected}", key.id()));
+    }
+
+    #[test]
+    fn mask_text_agrees_with_apply() {
+        let m = masker();
+        for strategy in [
+            Strategy::Encrypt,
+            Strategy::Hash,
+            Strategy::TruncateIp,
+            Strategy::Drop,
+            Strategy::Keep,
+        ] {
+            for text in ["199.172.111.135", "not an ip", ""] {
+                assert_eq!(
+                    m.mask_text(strategy, text).map(Value::String),
+                    m.apply(strategy, &json!(text))
+                );
+            }
+        }
     }
 
     #[test]

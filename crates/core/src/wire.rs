@@ -17,6 +17,7 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Version written in every envelope.
@@ -103,44 +104,210 @@ impl DecodedBody {
 
 /// Decodes a queue message body of any accepted shape.
 pub fn decode_body(body: &[u8]) -> DecodedBody {
+    match body_json(body) {
+        BodyJson::Plain(json) => decode_json(json, body),
+        BodyJson::Decompressed(json) => decode_json(&json, &json),
+        BodyJson::Decoded(decoded) => decoded,
+    }
+}
+
+/// The records of an envelope or JSON array body, each as its JSON text.
+#[derive(Debug)]
+pub struct RawRecords<'a> {
+    /// As [`DecodedBody::envelope_id`].
+    pub envelope_id: Option<String>,
+    /// At least one; each is valid JSON, not necessarily an object.
+    pub records: Vec<&'a RawValue>,
+}
+
+/// Decodes a body as [`decode_body`] does, but when it is an envelope or a
+/// JSON array first offers its records as JSON texts to `fast`, which may
+/// read them without building a `serde_json::Value` each. `Err` is
+/// [`decode_body`]'s result, when `fast` declines (`None`) or the body is of
+/// another shape; base64 and gzip are undone only once either way.
+///
+/// What `fast` gets was checked as far as [`decode_body`] would check it,
+/// except each record's own content: the top level is an object whose
+/// `events` is a non-empty array with no repeated `events` or `id` key (or
+/// a non-empty array), every other envelope field parses as a `Value`
+/// nested at most [`RAW_SAFE_DEPTH`] deep, nothing follows the JSON. A
+/// record that `fast` parses as a `Value` must be nested at most
+/// [`RAW_SAFE_DEPTH`] deep for the result to be what [`decode_body`] gives
+/// (it parses records two levels down); otherwise `fast` should decline.
+pub fn decode_body_with<R>(
+    body: &[u8],
+    fast: impl FnOnce(RawRecords<'_>) -> Option<R>,
+) -> Result<R, DecodedBody> {
+    match body_json(body) {
+        BodyJson::Plain(json) => match raw_records(json).and_then(fast) {
+            Some(r) => Ok(r),
+            None => Err(decode_json(json, body)),
+        },
+        BodyJson::Decompressed(json) => match raw_records(&json).and_then(fast) {
+            Some(r) => Ok(r),
+            None => Err(decode_json(&json, &json)),
+        },
+        BodyJson::Decoded(decoded) => Err(decoded),
+    }
+}
+
+/// Nesting that a record or envelope field parsed on its own may have and
+/// still parse inside the whole body (`serde_json` stops at 128 levels).
+pub const RAW_SAFE_DEPTH: usize = 100;
+
+/// Levels of arrays and objects in a value (a scalar is 0).
+pub fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Where a body's JSON text is, once base64 and gzip are undone.
+enum BodyJson<'a> {
+    /// The body is JSON text starting with `{` or `[`.
+    Plain(&'a [u8]),
+    /// JSON text decompressed from base64(gzip).
+    Decompressed(Vec<u8>),
+    /// Fully decoded already: a scalar, or a body that cannot be read.
+    Decoded(DecodedBody),
+}
+
+fn body_json(body: &[u8]) -> BodyJson<'_> {
     let Ok(text) = std::str::from_utf8(body) else {
-        return DecodedBody::invalid(
+        return BodyJson::Decoded(DecodedBody::invalid(
             "body is not valid UTF-8",
             InvalidPayload::Raw(body.to_vec()),
-        );
+        ));
     };
     let trimmed = text.trim();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return decode_json(text.as_bytes(), body);
+        return BodyJson::Plain(body);
     }
+    BodyJson::Decoded(match decompressed(body, trimmed) {
+        Ok(json) => return BodyJson::Decompressed(json),
+        Err(decoded) => decoded,
+    })
+}
+
+/// The JSON inside a base64(gzip) body; `Err` is the decoded result of a
+/// body that is a JSON scalar or cannot be read.
+fn decompressed(body: &[u8], trimmed: &str) -> Result<Vec<u8>, DecodedBody> {
     if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
-        return decode_value(value);
+        return Err(decode_value(value));
     }
     // Not JSON: base64(gzip(JSON)), as Sluice and TUNE Firehose send.
     let compact: String = trimmed.split_ascii_whitespace().collect();
     let Ok(compressed) = STANDARD.decode(compact.as_bytes()) else {
-        return DecodedBody::invalid(
+        return Err(DecodedBody::invalid(
             "body is neither JSON nor base64",
             InvalidPayload::Raw(body.to_vec()),
-        );
+        ));
     };
     if !compressed.starts_with(&[0x1f, 0x8b]) {
-        return DecodedBody::invalid(
+        return Err(DecodedBody::invalid(
             "base64 body is not gzip",
             InvalidPayload::Raw(body.to_vec()),
-        );
+        ));
     }
     let json = match gunzip(&compressed) {
         Ok(json) => json,
-        Err(reason) => return DecodedBody::invalid(reason, InvalidPayload::Raw(body.to_vec())),
+        Err(reason) => {
+            return Err(DecodedBody::invalid(
+                reason,
+                InvalidPayload::Raw(body.to_vec()),
+            ));
+        }
     };
     if std::str::from_utf8(&json).is_err() {
-        return DecodedBody::invalid(
+        return Err(DecodedBody::invalid(
             "decompressed body is not valid UTF-8",
             InvalidPayload::Raw(json),
-        );
+        ));
     }
-    decode_json(&json, &json)
+    Ok(json)
+}
+
+/// The records of an envelope or array, as [`decode_body_with`] describes;
+/// `None` for any other shape, and whenever in doubt.
+fn raw_records(json: &[u8]) -> Option<RawRecords<'_>> {
+    let first = json.iter().find(|b| !b.is_ascii_whitespace())?;
+    let raw = if *first == b'{' {
+        let envelope: RawEnvelope<'_> = serde_json::from_slice(json).ok()?;
+        RawRecords {
+            envelope_id: envelope.id,
+            records: envelope.events,
+        }
+    } else {
+        RawRecords {
+            envelope_id: None,
+            records: serde_json::from_slice(json).ok()?,
+        }
+    };
+    (!raw.records.is_empty()).then_some(raw)
+}
+
+/// An envelope object with its events left as JSON texts.
+struct RawEnvelope<'a> {
+    id: Option<String>,
+    events: Vec<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for RawEnvelope<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawEnvelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an envelope object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                // A repeated key means "the last one wins" to `Value`:
+                // not worth matching here, decline instead.
+                let mut id: Option<Option<String>> = None;
+                let mut events = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "events" {
+                        if events.is_some() {
+                            return Err(A::Error::custom("repeated events"));
+                        }
+                        events = Some(map.next_value::<Vec<&'de RawValue>>()?);
+                        continue;
+                    }
+                    // Parsed, not skipped: skipping checks less than a
+                    // `Value` parse does (depth, surrogates, numbers).
+                    let value = map.next_value::<Value>()?;
+                    if nesting(&value) > RAW_SAFE_DEPTH {
+                        return Err(A::Error::custom("too deep"));
+                    }
+                    if key == "id" {
+                        if id.is_some() {
+                            return Err(A::Error::custom("repeated id"));
+                        }
+                        id = Some(envelope_id(Some(&value)));
+                    }
+                }
+                Ok(RawEnvelope {
+                    id: id.flatten(),
+                    events: events.ok_or_else(|| A::Error::missing_field("events"))?,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The receipt key an envelope's `id` gives, if it is usable as one.
+fn envelope_id(id: Option<&Value>) -> Option<String> {
+    match id {
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= 200 => Some(id.clone()),
+        _ => None,
+    }
 }
 
 fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, String> {
@@ -171,10 +338,7 @@ fn decode_json(json: &[u8], original: &[u8]) -> DecodedBody {
 pub fn decode_value(value: Value) -> DecodedBody {
     match value {
         Value::Object(mut object) if is_envelope(&object) => {
-            let envelope_id = match object.get("id") {
-                Some(Value::String(id)) if !id.is_empty() && id.len() <= 200 => Some(id.clone()),
-                _ => None,
-            };
+            let envelope_id = envelope_id(object.get("id"));
             let Some(Value::Array(events)) = object.remove("events") else {
                 unreachable!("is_envelope checked the events array")
             };

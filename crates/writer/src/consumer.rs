@@ -12,7 +12,6 @@ use sluice_core::backoff::Backoff;
 use sluice_core::classify::Classifier;
 use sluice_core::queue::{Queue, QueueMessage};
 use sluice_core::records::MessageRows;
-use sluice_core::wire::decode_body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -30,12 +29,7 @@ pub struct Delivery {
 /// Decodes and classifies one message. The receipt key is the envelope id
 /// when there is one, so the same envelope sent twice lands once.
 pub fn to_delivery(classifier: &Classifier, message: QueueMessage) -> Delivery {
-    let body = decode_body(message.body.as_bytes());
-    let key = body
-        .envelope_id
-        .clone()
-        .unwrap_or_else(|| message.message_id.clone());
-    let rows = classifier.message_rows(key, body);
+    let rows = classifier.body_rows(message.body.as_bytes(), &message.message_id);
     Delivery {
         message,
         rows,
