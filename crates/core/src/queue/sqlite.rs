@@ -38,6 +38,10 @@
 //! another connection commits, checked every [`POLL_INTERVAL`] — cheap: it
 //! reads the WAL index, no lock, no I/O), or the earliest visibility expiry.
 //!
+//! A receive whose future is dropped while its transaction runs may still
+//! hide the messages it took; they come back after the visibility timeout,
+//! as with an SQS call cut off in flight.
+//!
 //! **Redrive.** The maximum receive count is stored in the file (`setup`
 //! sets it; a file created by [`SqliteQueue::open`] starts at
 //! [`DEFAULT_MAX_RECEIVE_COUNT`], `WRITER_MAX_RECEIVE_COUNT`'s default, so a
@@ -312,6 +316,10 @@ fn open_connection(path: &Path) -> Result<Connection, QueueError> {
     // A deleted message's pages are zeroed rather than left in the free
     // list, so raw events do not linger once the writer has stored them.
     conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(err)?;
+    // After a burst the WAL is cut back to this size at each checkpoint
+    // instead of keeping its largest size on disk for good.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(err)?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
