@@ -39,11 +39,16 @@ fn events() -> Vec<Value> {
 
 /// A function URL (API Gateway HTTP API, payload 2.0) event for `POST /events`.
 fn function_url_event(headers: Value, body: &str, base64: bool) -> Value {
+    http_api_event("$default", "/events", headers, body, base64)
+}
+
+/// An API Gateway HTTP API (payload 2.0) event; a named stage is in the path.
+fn http_api_event(stage: &str, path: &str, headers: Value, body: &str, base64: bool) -> Value {
     json!({
         "version": "2.0",
         "routeKey": "$default",
-        "rawPath": "/events",
-        "rawQueryString": "",
+        "rawPath": path,
+        "rawQueryString": "source=test",
         "headers": headers,
         "requestContext": {
             "accountId": "anonymous",
@@ -52,14 +57,14 @@ fn function_url_event(headers: Value, body: &str, base64: bool) -> Value {
             "domainPrefix": "abcdefghij",
             "http": {
                 "method": "POST",
-                "path": "/events",
+                "path": path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": "203.0.113.9",
                 "userAgent": "sluice-test"
             },
             "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
             "routeKey": "$default",
-            "stage": "$default",
+            "stage": stage,
             "time": "22/Nov/2026:05:00:00 +0000",
             "timeEpoch": 1_795_000_000_000_u64
         },
@@ -218,6 +223,25 @@ async fn rest_api_event_reaches_the_queue() {
 
     assert_eq!(answer["statusCode"], json!(202), "{answer}");
     assert_eq!(body_of(&answer), json!({"accepted": 1}));
+    assert_eq!(received(&queue, 1).await, vec![one]);
+}
+
+#[tokio::test]
+async fn http_api_named_stage_reaches_the_queue() {
+    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+    let queue = sluice_testkit::fresh_queue(&endpoint, &[]).await;
+    let one = json!({"user_id": "u-stage", "ip": "192.0.2.44"});
+    let event = http_api_event(
+        "prod",
+        "/prod/events",
+        json!({"content-type": "application/json"}),
+        &one.to_string(),
+        false,
+    );
+
+    let answer = invoke(&queue, event).await;
+
+    assert_eq!(answer["statusCode"], json!(202), "{answer}");
     assert_eq!(received(&queue, 1).await, vec![one]);
 }
 
