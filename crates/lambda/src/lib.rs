@@ -22,11 +22,10 @@
 //! event, so when the runtime freezes the instance after the response
 //! nothing is left pending in the batcher.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{self, Uri, uri::PathAndQuery};
