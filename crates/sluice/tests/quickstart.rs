@@ -8,6 +8,9 @@
 //! README's ports are busy on this machine, the test moves them (through
 //! INGEST_ADDR/WRITER_ADDR, which win over `.env`) and says so.
 
+// Test helpers fail the test the way the tests themselves do.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
