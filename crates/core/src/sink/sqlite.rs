@@ -98,19 +98,24 @@ impl SqliteSink {
         F: FnOnce(&mut Connection) -> Result<T, SinkError> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
-        blocking(move || {
-            // A panic while the lock was held leaves it poisoned, but the
-            // connection itself is fine: rusqlite's Transaction rolls back on
-            // drop during unwinding. Make sure of it and carry on.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            if !conn.is_autocommit() {
-                conn.execute_batch("ROLLBACK")
-                    .map_err(|e| classify("rolling back an abandoned transaction", e))?;
-            }
-            f(&mut conn)
-        })
-        .await
+        blocking(move || locked(&conn, f)).await
     }
+}
+
+/// Runs `f` on the connection under its lock (blocking).
+fn locked<T>(
+    conn: &Mutex<Connection>,
+    f: impl FnOnce(&mut Connection) -> Result<T, SinkError>,
+) -> Result<T, SinkError> {
+    // A panic while the lock was held leaves it poisoned, but the
+    // connection itself is fine: rusqlite's Transaction rolls back on
+    // drop during unwinding. Make sure of it and carry on.
+    let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK")
+            .map_err(|e| classify("rolling back an abandoned transaction", e))?;
+    }
+    f(&mut conn)
 }
 
 #[async_trait]
@@ -123,8 +128,18 @@ impl Sink for SqliteSink {
         if batch.messages.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        // spawn_blocking needs 'static data; a copy of the batch is cheap
-        // next to the disk writes it causes.
+        // On a multi-thread runtime (the writer's), write the borrowed batch
+        // right here and let the runtime move this thread's other tasks
+        // elsewhere: copying every row for spawn_blocking's 'static cost as
+        // much CPU as a good part of the inserts, on a machine where CPU is
+        // what bounds the writer.
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(|| {
+                locked(&self.conn, |conn| write_batch(conn, batch))
+            });
+        }
         let batch = batch.clone();
         self.with_conn(move |conn| write_batch(conn, &batch)).await
     }
@@ -250,26 +265,79 @@ fn insert_logins(
         return Ok(0);
     }
     let err = |e| classify("inserting user_logins", e);
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO user_logins \
-               (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .map_err(err)?;
-    for row in rows {
-        stmt.execute(params![
-            row.user_id,
-            row.device_type,
-            row.masked_ip,
-            row.masked_device_id,
-            row.locale,
-            row.app_version,
-            written_on,
-        ])
-        .map_err(err)?;
+    // Many rows per statement: SQLite's per-statement work (step, reset,
+    // opening the table) is a good part of a narrow row's cost.
+    let mut chunks = rows.chunks_exact(LOGINS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut stmt = tx.prepare_cached(&LOGINS_INSERT_MANY).map_err(err)?;
+        stmt.raw_bind_parameter(1, written_on).map_err(err)?;
+        for chunk in &mut chunks {
+            for (i, row) in chunk.iter().enumerate() {
+                bind_login(&mut stmt, 2 + i * 6, row).map_err(err)?;
+            }
+            stmt.raw_execute().map_err(err)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO user_logins \
+                   (create_date, user_id, device_type, masked_ip, masked_device_id, locale, app_version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(err)?;
+        stmt.raw_bind_parameter(1, written_on).map_err(err)?;
+        for row in rest {
+            bind_login(&mut stmt, 2, row).map_err(err)?;
+            stmt.raw_execute().map_err(err)?;
+        }
     }
     Ok(rows.len() as u64)
+}
+
+/// Login rows per multi-row INSERT: 6 parameters each (plus the shared
+/// date), far under SQLite's 32,766-parameter limit; past ~100 rows longer
+/// statements gain nothing.
+const LOGINS_PER_INSERT: usize = 100;
+
+/// `INSERT INTO user_logins … VALUES (?1, ?2, …), (?1, ?8, …), …` for
+/// [`LOGINS_PER_INSERT`] rows; `?1` is the date all rows share.
+static LOGINS_INSERT_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let values: Vec<String> = (0..LOGINS_PER_INSERT)
+        .map(|i| {
+            let p = 2 + i * 6;
+            format!(
+                "(?1, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO user_logins \
+           (create_date, user_id, device_type, masked_ip, masked_device_id, locale, app_version) \
+         VALUES {}",
+        values.join(", ")
+    )
+});
+
+/// Binds one login's six values from parameter `first` on.
+fn bind_login(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    first: usize,
+    row: &LoginRow,
+) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(first, &row.user_id)?;
+    stmt.raw_bind_parameter(first + 1, &row.device_type)?;
+    stmt.raw_bind_parameter(first + 2, &row.masked_ip)?;
+    stmt.raw_bind_parameter(first + 3, &row.masked_device_id)?;
+    stmt.raw_bind_parameter(first + 4, &row.locale)?;
+    stmt.raw_bind_parameter(first + 5, row.app_version)
 }
 
 /// RFC 3339 UTC with milliseconds, the format of every SQLite timestamp
@@ -457,6 +525,82 @@ mod tests {
                     migration.version
                 );
             }
+        }
+    }
+
+    fn logins(n: usize) -> Vec<LoginRow> {
+        (0..n)
+            .map(|i| LoginRow {
+                user_id: format!("u{i}"),
+                device_type: (i % 3 == 0).then(|| "ios".to_owned()),
+                masked_ip: Some(format!("enc:k:{i}")),
+                masked_device_id: (i % 2 == 0).then(|| format!("enc:k:d{i}")),
+                locale: (i % 5 == 0).then(|| "FR".to_owned()),
+                app_version: (i % 7 != 0).then_some(i as i32),
+            })
+            .collect()
+    }
+
+    /// Every row lands with its own values, through the multi-row INSERT
+    /// and the single-row one for the rest, on both kinds of runtime.
+    #[test]
+    fn many_logins_round_trip_on_both_runtimes() {
+        for multi_thread in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.db");
+            let mut runtime = if multi_thread {
+                tokio::runtime::Builder::new_multi_thread()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+            };
+            let runtime = runtime.enable_all().build().unwrap();
+            let rows = logins(2 * LOGINS_PER_INSERT + 57);
+            let written_on = chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+            let outcome = runtime.block_on(async {
+                let sink = SqliteSink::open(&path).await.unwrap();
+                sink.migrate().await.unwrap();
+                let mut a = crate::records::MessageRows::new("a");
+                a.logins = rows.clone();
+                let mut b = crate::records::MessageRows::new("b");
+                b.logins = rows[..3].to_vec();
+                sink.write(&WriteBatch {
+                    written_on,
+                    messages: vec![a, b],
+                })
+                .await
+                .unwrap()
+            });
+            assert_eq!(outcome.logins_written, rows.len() as u64 + 3);
+            let conn = Connection::open(&path).unwrap();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT user_id, device_type, masked_ip, masked_device_id, locale, \
+                     app_version, create_date FROM user_logins ORDER BY rowid",
+                )
+                .unwrap();
+            let stored: Vec<(LoginRow, String)> = stmt
+                .query_map([], |r| {
+                    Ok((
+                        LoginRow {
+                            user_id: r.get(0)?,
+                            device_type: r.get(1)?,
+                            masked_ip: r.get(2)?,
+                            masked_device_id: r.get(3)?,
+                            locale: r.get(4)?,
+                            app_version: r.get(5)?,
+                        },
+                        r.get(6)?,
+                    ))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let expected: Vec<LoginRow> = rows.iter().chain(&rows[..3]).cloned().collect();
+            assert_eq!(
+                stored.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(),
+                expected
+            );
+            assert!(stored.iter().all(|(_, d)| d == "2026-11-22"));
         }
     }
 
