@@ -125,9 +125,24 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    // Fields 14 and 15 of /proc/<pid>/stat, after the parenthesised name.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks: u64 =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 struct Drain {
     seconds: f64,
     peak_rss_kib: u64,
+    cpu_seconds: f64,
 }
 
 async fn drain(endpoint: &str, bodies: &[String], db_url: &str, rows: i64) -> Drain {
@@ -175,6 +190,7 @@ async fn drain(endpoint: &str, bodies: &[String], db_url: &str, rows: i64) -> Dr
     }
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_rss_kib(child.id());
+    let cpu = cpu_seconds(child.id());
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -183,6 +199,7 @@ async fn drain(endpoint: &str, bodies: &[String], db_url: &str, rows: i64) -> Dr
     Drain {
         seconds,
         peak_rss_kib: peak,
+        cpu_seconds: cpu,
     }
 }
 
@@ -306,8 +323,9 @@ async fn main() {
         let writer_rate = n as f64 / d.seconds;
         let bare_rate = n as f64 / bare;
         println!(
-            "{kind:8}  writer: {writer_rate:>9.0} rows/s ({:.2} s, peak RSS {} MiB)   bare bulk load: {bare_rate:>9.0} rows/s ({bare:.2} s)   ratio {:.2}",
+            "{kind:8}  writer: {writer_rate:>9.0} rows/s ({:.2} s, CPU {:.2} s, peak RSS {} MiB)   bare bulk load: {bare_rate:>9.0} rows/s ({bare:.2} s)   ratio {:.2}",
             d.seconds,
+            d.cpu_seconds,
             d.peak_rss_kib / 1024,
             writer_rate / bare_rate
         );
