@@ -585,15 +585,20 @@ async fn several_processes_share_one_file_and_each_message_goes_once() {
 async fn long_poll_wakes_on_a_send_from_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let queue = Arc::new(fresh(&dir));
-    let receiver = Arc::clone(&queue);
-    let waiter = tokio::spawn(async move {
-        let started = Instant::now();
-        let got = receiver
-            .receive(10, Duration::from_secs(15), LONG)
-            .await
-            .unwrap();
-        (got, unix_ms(), started.elapsed())
-    });
+    // Three receives wait on one handle (as the writer's consumers do); one
+    // of them polls for the others.
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let receiver = Arc::clone(&queue);
+            tokio::spawn(async move {
+                let got = receiver
+                    .receive(10, Duration::from_secs(4), LONG)
+                    .await
+                    .unwrap();
+                (got, unix_ms())
+            })
+        })
+        .collect();
     let child = run_child("child_sender", CHILD_SENDER, queue.path());
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
@@ -605,11 +610,19 @@ async fn long_poll_wakes_on_a_send_from_another_process() {
         .lines()
         .find_map(|l| l.split_once(SENT_AT).map(|(_, t)| t.parse().unwrap()))
         .expect("the child reports its send");
-    let (got, received_at, waited) = waiter.await.unwrap();
+    let mut received = Vec::new();
+    for waiter in waiters {
+        let (got, at) = waiter.await.unwrap();
+        if !got.is_empty() {
+            received.push((got, at));
+        }
+    }
+    assert_eq!(received.len(), 1, "one receive got it");
+    let (got, received_at) = &received[0];
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, "from a child");
-    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
     // The child prints after its send returned, so this may even be negative.
     let latency = received_at.saturating_sub(sent_at);
+    eprintln!("another process's send to receive: {latency} ms");
     assert!(latency < 500, "send to receive took {latency} ms");
 }

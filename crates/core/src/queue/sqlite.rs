@@ -35,8 +35,9 @@
 //! at most 20 s like SQS) for whichever comes first: a send through any
 //! handle of this file in this process (a [`Notify`] shared per file), a
 //! commit by another process (`PRAGMA data_version`, which changes when
-//! another connection commits, checked every [`POLL_INTERVAL`] — cheap: it
-//! reads the WAL index, no lock, no I/O), or the earliest visibility expiry.
+//! another connection commits, checked every [`POLL_INTERVAL`] by one of the
+//! receives waiting on a handle for all of them — cheap: it reads the WAL
+//! index, no disk I/O), or the earliest visibility expiry.
 //!
 //! A receive whose future is dropped while its transaction runs may still
 //! hide the messages it took; they come back after the visibility timeout,
@@ -64,6 +65,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,6 +90,9 @@ pub const MAX_BATCH_BYTES: usize = 1_048_576;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a waiting receive looks for commits of other processes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often a waiting receive that is not the handle's poller checks
+/// whether the poller has gone (its own wait ended), to take over.
+const FOLLOWER_INTERVAL: Duration = Duration::from_millis(250);
 /// SQS's longest long poll.
 const MAX_WAIT: Duration = Duration::from_secs(20);
 /// SQS's longest visibility timeout.
@@ -143,6 +148,11 @@ struct Shared {
     /// Shared by every handle on this file in this process: sends and
     /// visibility resets wake waiting receives at once.
     notify: Arc<Notify>,
+    /// The latest `PRAGMA data_version` this connection read.
+    version: AtomicI64,
+    /// Set while one waiting receive of this handle polls `data_version`
+    /// for all of them; the others wait for its wake-up.
+    polling: AtomicBool,
 }
 
 impl Shared {
@@ -191,6 +201,8 @@ impl SqliteQueue {
                     durable: true,
                 }),
                 notify,
+                version: AtomicI64::new(i64::MIN),
+                polling: AtomicBool::new(false),
             }),
             which: Which::Main,
         })
@@ -238,6 +250,29 @@ impl SqliteQueue {
         &self.shared.path
     }
 
+    /// Polls `data_version` if no other receive of this handle does; true
+    /// when another connection committed since the last reading, after
+    /// waking every receive waiting on this file in this process.
+    async fn poll_for_commits<'a>(
+        &'a self,
+        leading: &mut Option<Leading<'a>>,
+    ) -> Result<bool, QueueError> {
+        if leading.is_none() {
+            *leading = Leading::take(&self.shared.polling);
+        }
+        if leading.is_none() {
+            return Ok(false);
+        }
+        let version = self
+            .run(false, "polling", |conn, _| data_version(conn))
+            .await?;
+        if self.shared.version.swap(version, Ordering::AcqRel) == version {
+            return Ok(false);
+        }
+        self.shared.notify.notify_waiters();
+        Ok(true)
+    }
+
     /// Runs `f` on the connection in the blocking pool.
     async fn run<T, F>(&self, durable: bool, doing: &'static str, f: F) -> Result<T, QueueError>
     where
@@ -252,6 +287,24 @@ impl SqliteQueue {
                 .map_err(|e| sqlite_error(&shared.path, doing, e))
         })
         .await
+    }
+}
+
+/// The poller role of a handle, given back when dropped — also when the
+/// receive holding it is cancelled.
+struct Leading<'a>(&'a AtomicBool);
+
+impl<'a> Leading<'a> {
+    fn take(flag: &'a AtomicBool) -> Option<Self> {
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            .then_some(Leading(flag))
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -686,7 +739,13 @@ impl Queue for SqliteQueue {
                     try_receive(conn, which, max, visibility_ms)
                 })
                 .await?;
-            if attempt.moved > 0 {
+            // Later polls compare against the newest reading.
+            self.shared
+                .version
+                .store(attempt.data_version, Ordering::Release);
+            if attempt.moved > 0 || attempt.messages.len() == max {
+                // The dead-letter queue has news, or more may be waiting
+                // here: let the other receives look.
                 self.shared.notify.notify_waiters();
             }
             if !attempt.messages.is_empty() || Instant::now() >= deadline {
@@ -698,19 +757,21 @@ impl Queue for SqliteQueue {
                 wake = wake.min(Instant::now() + Duration::from_millis(ms));
             }
             // Wait for a send here, a commit elsewhere, or the wake-up time.
+            // One waiting receive per handle polls; a change it sees wakes
+            // the rest through `notify`.
+            let mut leading = Leading::take(&self.shared.polling);
             loop {
-                let tick = (Instant::now() + POLL_INTERVAL).min(wake);
+                let every = if leading.is_some() {
+                    POLL_INTERVAL
+                } else {
+                    FOLLOWER_INTERVAL
+                };
+                let tick = (Instant::now() + every).min(wake);
                 tokio::select! {
                     () = &mut notified => break,
                     () = tokio::time::sleep_until(tick) => {}
                 }
-                if Instant::now() >= wake {
-                    break;
-                }
-                let version = self
-                    .run(false, "polling", |conn, _| data_version(conn))
-                    .await?;
-                if version != attempt.data_version {
+                if Instant::now() >= wake || self.poll_for_commits(&mut leading).await? {
                     break;
                 }
             }
