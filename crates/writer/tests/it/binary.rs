@@ -26,7 +26,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice-writer");
 
 /// The binary with a cleared environment holding only `env`, run in `dir`.
 /// The child is killed if the test drops it (a failing test leaves nothing).
-fn writer(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Command {
+pub(crate) fn writer(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -243,7 +243,9 @@ async fn startup_error_log_format() {
 // ---------------------------------------------------------------- serve
 
 /// Reads a child's pipe to the end in the background, so it never fills.
-fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut pipe: R) -> JoinHandle<String> {
+pub(crate) fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    mut pipe: R,
+) -> JoinHandle<String> {
     tokio::spawn(async move {
         let mut buf = Vec::new();
         let _ = pipe.read_to_end(&mut buf).await;
@@ -293,7 +295,7 @@ async fn fail_with_logs(
     );
 }
 
-fn sigterm(pid: u32) {
+pub(crate) fn sigterm(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()

@@ -10,4 +10,5 @@ mod binary;
 mod delivery;
 mod outage;
 mod pipeline;
+mod processes;
 mod tune;
