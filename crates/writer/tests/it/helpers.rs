@@ -19,7 +19,6 @@ use serde_json::Value;
 use sluice_core::config::DatabaseUrl;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
-use sluice_core::queue::sqlite::SqliteQueue;
 use sluice_core::sink::{self, Sink};
 use sluice_writer::configuration::Tuning;
 use sluice_writer::startup::Application;
@@ -100,13 +99,12 @@ impl TestQueue {
     /// A fresh embedded queue in a temporary folder of its own.
     pub fn embedded() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("queue.db");
-        let queue = SqliteQueue::open(&path).expect("open the embedded queue");
+        let queue = sluice_testkit::fresh_embedded_queue(dir.path());
         Self {
+            // An absolute path, so `sqlite:///…`.
+            url: format!("sqlite://{}", queue.path().display()),
             queue: Arc::new(queue),
             backend: Backend::Embedded,
-            // An absolute path, so `sqlite:///…`.
-            url: format!("sqlite://{}", path.display()),
             endpoint: None,
             _dir: Some(dir),
         }

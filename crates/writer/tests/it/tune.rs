@@ -121,11 +121,10 @@ fn number(text: &Option<String>) -> f64 {
 }
 
 /// The full journey for one database kind.
-async fn tune_records_land(kind: &str) {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn tune_records_land(backend: Backend, kind: &str) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let queue = TestQueue::sqs(&endpoint, 30).await;
 
     let click = tune_click_fixture();
     // The click twice (TUNE redelivered it: two messages, one event_id), the
@@ -359,24 +358,13 @@ async fn tune_records_land(kind: &str) {
     writer.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tune_records_land_in_postgres() {
-    tune_records_land("postgres").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tune_records_land_in_sqlite() {
-    tune_records_land("sqlite").await;
-}
-
 /// A body as TUNE's Firehose puts it on a queue itself: base64(gzip(JSON))
 /// of an object with an `events` list and TUNE's own metadata, no `v` or
 /// `id` (the SQS message id is then the receipt key).
-async fn firehose_delivery_lands(kind: &str) {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
+async fn firehose_delivery_lands(backend: Backend, kind: &str) {
+    let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();
     let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let queue = TestQueue::sqs(&endpoint, 30).await;
     let delivery = json!({
         "count": 3,
         "network_id": "NETWORKID",
@@ -422,12 +410,9 @@ async fn firehose_delivery_lands(kind: &str) {
     writer.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firehose_delivery_lands_in_postgres() {
-    firehose_delivery_lands("postgres").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firehose_delivery_lands_in_sqlite() {
-    firehose_delivery_lands("sqlite").await;
+on_both_queues! {
+    tune_records_land_in_postgres => tune_records_land("postgres");
+    tune_records_land_in_sqlite => tune_records_land("sqlite");
+    firehose_delivery_lands_in_postgres => firehose_delivery_lands("postgres");
+    firehose_delivery_lands_in_sqlite => firehose_delivery_lands("sqlite");
 }
