@@ -198,7 +198,12 @@ fn decompressed(body: &[u8], trimmed: &str) -> Result<Vec<u8>, DecodedBody> {
         return Err(decode_value(value));
     }
     // Not JSON: base64(gzip(JSON)), as Sluice and TUNE Firehose send.
-    let compact: String = trimmed.split_ascii_whitespace().collect();
+    // Line breaks are tolerated; most bodies have none and need no copy.
+    let compact: std::borrow::Cow<'_, str> = if trimmed.bytes().any(|b| b.is_ascii_whitespace()) {
+        trimmed.split_ascii_whitespace().collect::<String>().into()
+    } else {
+        trimmed.into()
+    };
     let Ok(compressed) = STANDARD.decode(compact.as_bytes()) else {
         return Err(DecodedBody::invalid(
             "body is neither JSON nor base64",
@@ -311,7 +316,20 @@ fn envelope_id(id: Option<&Value>) -> Option<String> {
 }
 
 fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(compressed.len() * 4);
+    // The gzip trailer states the decompressed size (mod 2^32): reserving
+    // it saves growing a megabyte buffer by copies. Only a hint, believed
+    // up to a plausible ratio — a lying trailer costs a reallocation, and
+    // the limit below still holds.
+    let stated = compressed
+        .last_chunk::<4>()
+        .map_or(0, |size| u32::from_le_bytes(*size) as usize);
+    let plausible = compressed.len()..=compressed.len().saturating_mul(32);
+    let hint = if plausible.contains(&stated) {
+        stated
+    } else {
+        compressed.len() * 4
+    };
+    let mut out = Vec::with_capacity(hint.min(MAX_DECODED_BYTES) + 1);
     let mut limited = GzDecoder::new(compressed).take(MAX_DECODED_BYTES as u64 + 1);
     limited
         .read_to_end(&mut out)
