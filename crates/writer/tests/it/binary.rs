@@ -722,6 +722,36 @@ async fn setup_twice_creates_queue_dlq_and_redrive_policy() {
     assert_eq!(max, Some(5), "{policy}");
 }
 
+/// `setup` on an embedded queue: creates the file and stores the redrive
+/// rule in it; a second run changes nothing but the rule it is given.
+#[tokio::test]
+async fn setup_twice_embedded_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue_path = dir.path().join("queue.db");
+    let db_path = dir.path().join("x.db");
+    for (round, max) in [(1, "3"), (2, "4")] {
+        let env = [
+            ("QUEUE_URL", format!("sqlite://{}", queue_path.display())),
+            ("DATABASE_URL", sqlite_url(&db_path)),
+            ("WRITER_MAX_RECEIVE_COUNT", max.to_owned()),
+        ];
+        let out = run(dir.path(), &env, &["setup"], Duration::from_secs(60)).await;
+        assert!(
+            out.status.success(),
+            "setup #{round} exits 0, got {:?}: {}",
+            out.status,
+            out.stderr
+        );
+        let queue = sluice_core::queue::sqlite::SqliteQueue::open(&queue_path).unwrap();
+        assert_eq!(
+            queue.max_receive_count().unwrap().to_string(),
+            max,
+            "round {round}"
+        );
+    }
+    assert_has_tables(&sqlite_tables(&db_path));
+}
+
 // ---------------------------------------------------------------- secrets stay out of errors
 
 #[tokio::test]
