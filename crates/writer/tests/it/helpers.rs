@@ -63,6 +63,8 @@ pub struct TestQueue {
     url: String,
     /// The emulator's endpoint (SQS only).
     endpoint: Option<String>,
+    /// The embedded queue itself, for its dead-letter queue.
+    embedded: Option<sluice_core::queue::sqlite::SqliteQueue>,
     /// Holds the embedded queue's file.
     _dir: Option<tempfile::TempDir>,
 }
@@ -92,6 +94,7 @@ impl TestQueue {
             backend: Backend::Sqs,
             url: queue.url().to_owned(),
             endpoint: Some(endpoint.to_owned()),
+            embedded: None,
             _dir: None,
         }
     }
@@ -103,9 +106,10 @@ impl TestQueue {
         Self {
             // An absolute path, so `sqlite:///…`.
             url: format!("sqlite://{}", queue.path().display()),
-            queue: Arc::new(queue),
+            queue: Arc::new(queue.clone()),
             backend: Backend::Embedded,
             endpoint: None,
+            embedded: Some(queue),
             _dir: Some(dir),
         }
     }
@@ -151,6 +155,22 @@ impl TestQueue {
     pub async fn counts(&self) -> (u64, u64) {
         let c = self.queue.counts().await.expect("queue counts");
         (c.visible, c.in_flight)
+    }
+
+    /// Messages in the dead-letter queue (the embedded queue's; the SQS
+    /// test queues have none).
+    pub async fn dead_letters(&self) -> u64 {
+        match &self.embedded {
+            Some(queue) => {
+                let c = queue
+                    .dead_letter_queue()
+                    .counts()
+                    .await
+                    .expect("DLQ counts");
+                c.visible + c.in_flight
+            }
+            None => 0,
+        }
     }
 }
 

@@ -173,6 +173,7 @@ async fn killed_writer_messages_redelivered(backend: Backend) {
     assert!(second.metric("sluice_writer_messages_received_total").await >= 20.0);
     assert_stops_cleanly(second).await;
     assert_eq!(queue.counts().await, (0, 0));
+    assert_eq!(queue.dead_letters().await, 0);
 }
 
 /// Three writer processes on one queue and one database, 20,000 logins in
@@ -220,6 +221,7 @@ async fn three_writers_every_event_once(backend: Backend, kind: &str) {
     }
     assert_eq!(db.count("user_logins").await, 20_000);
     assert_eq!(queue.counts().await, (0, 0));
+    assert_eq!(queue.dead_letters().await, 0);
 }
 
 /// Three writers started at the same moment on a queue file and a database
