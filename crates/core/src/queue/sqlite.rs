@@ -70,7 +70,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -355,7 +355,11 @@ fn create_private(path: &Path) -> Result<(), QueueError> {
 fn open_connection(path: &Path) -> Result<Connection, QueueError> {
     create_private(path)?;
     let err = |e| sqlite_error(path, "opening", e);
-    let conn = Connection::open(path).map_err(err)?;
+    // No URI flag: the path is a file name, whatever it looks like.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
     // Busy timeout first: switching to WAL needs a lock another process may hold.
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     let mode: String = conn
