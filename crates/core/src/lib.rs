@@ -14,6 +14,7 @@ pub mod queue;
 pub mod records;
 pub mod shutdown;
 pub mod sink;
+mod sqlite_wal;
 pub mod telemetry;
 pub mod tune;
 pub mod wire;

@@ -362,9 +362,7 @@ fn open_connection(path: &Path) -> Result<Connection, QueueError> {
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
     // Busy timeout first: switching to WAL needs a lock another process may hold.
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(err)?;
+    let mode = crate::sqlite_wal::switch_to_wal(&conn, BUSY_TIMEOUT).map_err(err)?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(path = %path.display(), journal_mode = %mode, "SQLite WAL mode unavailable for the queue file");
     }

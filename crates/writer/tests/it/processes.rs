@@ -226,15 +226,11 @@ async fn three_writers_every_event_once(backend: Backend, kind: &str) {
 
 /// Three writers started at the same moment on a queue file and a database
 /// file that do not exist yet (`docker compose up --scale writer=3` on a
-/// fresh volume): all three come up, several rounds in a row.
-///
-/// Ignored while it fails now and then under load: the processes race to
-/// switch the new files to WAL, and SQLite answers that race with
-/// SQLITE_BUSY at once (no busy wait, it could deadlock), which the queue's
-/// and the sink's open report as fatal, so the writer exits 2. Run it with
-/// `cargo test -p sluice-writer --test it start_together -- --ignored`.
+/// fresh volume): all three come up, several rounds in a row. The
+/// processes race to switch the new files to WAL, which SQLite answers with
+/// an immediate SQLITE_BUSY to the losers; opening retries that switch
+/// within the busy timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "concurrent first open of a fresh SQLite file can fail with SQLITE_BUSY"]
 async fn three_writers_start_together_on_fresh_files() {
     for _round in 0..5 {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,57 @@
+//! Switching a SQLite file to WAL mode, for the SQLite sink and the embedded
+//! queue alike.
+//!
+//! Writers started together on fresh files race to switch them to WAL, which
+//! needs an exclusive lock; SQLite answers the loser SQLITE_BUSY at once,
+//! without consulting the busy timeout. So the switch is retried here until
+//! that timeout has passed, as every other statement effectively is.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode};
+
+/// Sets `journal_mode=WAL`, retrying while another connection holds the
+/// file, for at most `busy_timeout`; returns the mode now in effect.
+pub(crate) fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
+    let deadline = Instant::now() + busy_timeout;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && Instant::now() < deadline =>
+            {
+                // Blocking is fine: callers run this in the blocking pool.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_connections_switch_a_fresh_file_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh.db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let conn = Connection::open(&path).unwrap();
+                    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                    barrier.wait();
+                    switch_to_wal(&conn, Duration::from_secs(5))
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().unwrap().to_ascii_lowercase(), "wal");
+        }
+    }
+}
