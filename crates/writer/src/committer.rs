@@ -103,14 +103,17 @@ impl Committer {
             .iter()
             .map(|d| d.message.receipt_handle.clone())
             .collect();
-        // Held until the end: the rows count against the budget until their
-        // messages are deleted or given back.
-        let _budget: Vec<_> = deliveries
+        // The rows count against the budget until they are written (or
+        // given up on); the batch, and with it every row, is dropped then.
+        // Not until the delete: decoding the next messages while the delete
+        // round trip runs is what keeps both cores busy.
+        let budget: Vec<_> = deliveries
             .iter_mut()
             .filter_map(|d| d.budget.take())
             .collect();
         let (batch, handles) = batch_of(deliveries);
         let committed = self.write_isolating(batch, shutdown).await;
+        drop(budget);
         let (done, failed): (Vec<_>, Vec<_>) = handles
             .into_iter()
             .partition(|(key, _)| committed.contains(key));
