@@ -165,8 +165,8 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, Si
     // process may hold at this moment.
     conn.busy_timeout(busy_timeout)
         .map_err(|e| classify(&context, e))?;
-    let mode = crate::sqlite_wal::switch_to_wal(&conn, busy_timeout)
-        .map_err(|e| classify(&context, e))?;
+    let mode =
+        crate::sqlite_wal::switch_to_wal(&conn, busy_timeout).map_err(|e| classify(&context, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         // E.g. a file system without shared memory: still correct, slower.
         tracing::warn!(path = %path.display(), journal_mode = %mode, "SQLite WAL mode unavailable");
