@@ -74,12 +74,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         log_format: args.log_format.clone(),
     };
     let writer_addr = sluice_writer::configuration::listen_addr(&writer_common)?;
-    let mut tuning = sluice_writer::configuration::Tuning::from_env()?;
-    // A receive from the embedded queue costs nothing, so a short long-poll
-    // only makes Ctrl-C quicker (a poll under way is finished, not dropped).
-    if matches!(queue_url, QueueUrl::Sqlite(_)) && env_var("WRITER_WAIT_SECS").is_none() {
-        tuning.wait = std::time::Duration::from_secs(1);
-    }
+    let tuning = sluice_writer::configuration::Tuning::from_env_for(&queue_url)?;
     let ingest_settings = sluice_ingest::configuration::Settings::from_env()?;
     let masker = masker()?;
 

@@ -151,10 +151,9 @@ pub async fn connect_sink(
 async fn serve(common: &CommonArgs) -> Result<(), RunError> {
     // Validate every setting before connecting to anything.
     let masker = configuration::masker()?;
-    let tuning = Tuning::from_env()?;
+    let tuning = Tuning::from_env_for(&queue_url(common)?)?;
     let addr = configuration::listen_addr(common)?;
     configuration::database_url(common)?;
-    queue_url(common)?;
     // Listen for signals from the start: a SIGTERM while connecting is a
     // clean stop (nothing is held yet), not a kill.
     let shutdown = shutdown::on_signal();

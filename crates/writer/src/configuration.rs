@@ -63,6 +63,18 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// [`Tuning::from_env`], with the long-poll default suited to the queue:
+    /// a receive from the embedded queue costs nothing, so there it is 1 s
+    /// rather than 10 — shutdown finishes a poll under way, and a short one
+    /// makes Ctrl-C quick.
+    pub fn from_env_for(queue: &QueueUrl) -> Result<Self, ConfigError> {
+        let mut tuning = Self::from_env()?;
+        if matches!(queue, QueueUrl::Sqlite(_)) && env_var("WRITER_WAIT_SECS").is_none() {
+            tuning.wait = Duration::from_secs(1);
+        }
+        Ok(tuning)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         let positive = "expected a positive whole number";
         let tuning = Self {
