@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use aes_siv::KeyInit;
-use aes_siv::siv::Aes256Siv;
+use aes_siv::siv::Siv;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hkdf::Hkdf;
@@ -42,6 +42,13 @@ pub struct PiiKey {
     // value, and cloning a prepared instance is a copy.
     mac: Hmac<Sha256>,
 }
+
+/// AES-256-SIV (RFC 5297) as `aes_siv::siv::Aes256Siv`, but over the
+/// encrypt-only AES type: SIV never runs AES backwards, and aes-siv expands
+/// the CTR key for every value — with the full `Aes256` that meant the
+/// decryption key schedule too, a third of the cost of a short value. Same
+/// cipher, same bytes (tested against `Aes256Siv`).
+type Aes256Siv = Siv<aes::Aes256Enc, cmac::Cmac<aes::Aes256Enc>>;
 
 std::thread_local! {
     // AES-SIV instances are not `Clone` and encrypt through `&mut self`, so
@@ -337,12 +344,12 @@ impl Masker {
                 key.with_cipher(|c| c.encrypt_in_place_detached::<[&[u8]; 0], &[u8]>([], text))
             {
                 tag.copy_from_slice(&t);
-                URL_SAFE_NO_PAD.encode_string(&sealed[..TAG_LEN + plaintext.len()], &mut out);
+                push_base64(&mut out, &sealed[..TAG_LEN + plaintext.len()]);
             }
         } else if let Ok(sealed) =
             key.with_cipher(|c| c.encrypt::<[&[u8]; 0], &[u8]>([], plaintext))
         {
-            URL_SAFE_NO_PAD.encode_string(sealed, &mut out);
+            push_base64(&mut out, &sealed);
         }
         out
     }
@@ -353,7 +360,7 @@ impl Masker {
         let mut mac = key.mac.clone();
         mac.update(value);
         let mut out = labelled(HASHED_PREFIX, &key.id, 32);
-        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut out);
+        push_base64(&mut out, &mac.finalize().into_bytes());
         out
     }
 
@@ -450,6 +457,18 @@ fn labelled(prefix: &str, id: &str, payload: usize) -> String {
     out
 }
 
+/// Appends base64url (no padding). Short values go through a stack buffer:
+/// `encode_string`'s chunked writer cost more than the cipher here.
+fn push_base64(out: &mut String, bytes: &[u8]) {
+    let mut buf = [0u8; (TAG_LEN + INLINE_PLAINTEXT).div_ceil(3) * 4];
+    let encoded = URL_SAFE_NO_PAD.encode_slice(bytes, &mut buf).ok();
+    // base64 output is ASCII, so the text is always there.
+    match encoded.and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
+        Some(text) => out.push_str(text),
+        None => URL_SAFE_NO_PAD.encode_string(bytes, out),
+    }
+}
+
 /// Keeps the /24 of an IPv4 address or the /48 of an IPv6 address.
 pub fn truncate_ip(text: &str) -> Option<String> {
     match text.trim().parse::<IpAddr>().ok()? {
@@ -505,8 +524,8 @@ mod tests {
         // versions stored (`Aes256Siv::encrypt`, no header), inline or not.
         let m = masker();
         let key = m.keyring().current();
-        let mut reference = Aes256Siv::new((&key.siv_key).into());
-        for len in 0..(INLINE_PLAINTEXT + 40) {
+        let mut reference = aes_siv::siv::Aes256Siv::new((&key.siv_key).into());
+        for len in 0..(INLINE_PLAINTEXT + 80) {
             let text: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
             let sealed = reference.encrypt::<[&[u8]; 0], &[u8]>([], &text).unwrap();
             let expected = format!("enc:{}:{}", key.id(), URL_SAFE_NO_PAD.encode(sealed));
