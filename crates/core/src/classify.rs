@@ -394,6 +394,16 @@ mod tests {
     }
 
     #[test]
+    fn body_rows_match_the_general_path_at_the_size_bound() {
+        let record = r#"{"user_id": "u1", "ip": "10.0.0.1", "locale": null, "device_type": null,
+            "app_version": "1.\u00e9", "device_id": null}"#;
+        for limit in 40..160 {
+            let c = classifier_with("{}", limit);
+            same_as_general_path(&c, format!(r#"{{"events": [{record}]}}"#).as_bytes());
+        }
+    }
+
+    #[test]
     fn body_rows_match_the_general_path_for_odd_bodies() {
         let c = classifier();
         let login = r#"{"user_id": "u", "ip": "10.0.0.1"}"#;

@@ -38,21 +38,22 @@ pub fn login_row(record: &Map<String, Value>, masker: &Masker) -> Result<LoginRo
     })
 }
 
-/// A login record in its plain shape. `None`: the field is absent.
+/// A login record in its plain shape. `None`: the field is absent;
+/// `Some(Text::Null)`: it is `null` (the size bound counts it).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlainLogin<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present")]
     user_id: Option<Text<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present")]
     ip: Option<Text<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present")]
     device_id: Option<Text<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present")]
     device_type: Option<Text<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present")]
     locale: Option<Text<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present")]
     app_version: Option<Text<'a>>,
 }
 
@@ -106,6 +107,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
         }
         d.deserialize_any(V)
     }
+}
+
+/// A field that is there, `null` included (a plain `Option` would make
+/// `null` look absent).
+fn present<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'a>>, D::Error> {
+    Text::deserialize(d).map(Some)
 }
 
 /// More than `max` characters, as PostgreSQL's varchar counts them; the
@@ -309,6 +316,12 @@ mod tests {
             assert_eq!(plain_login_row(other, &m, 65_536), None, "{other}");
         }
         assert_eq!(plain_login_row(plain, &m, 100), None);
+        // Nulls count toward the size bound as in classify (key + 4 + 8).
+        let nulls = r#"{"user_id": "u", "ip": "1.1.1.1", "locale": null}"#;
+        let without_locale = 2 + ("user_id".len() + 4 + 3) + ("ip".len() + 4 + 9);
+        let size = without_locale + "locale".len() + 4 + 8;
+        assert!(plain_login_row(nulls, &m, size).is_some());
+        assert_eq!(plain_login_row(nulls, &m, size - 1), None);
     }
 
     #[test]
