@@ -65,7 +65,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -148,11 +148,15 @@ struct Shared {
     /// Shared by every handle on this file in this process: sends and
     /// visibility resets wake waiting receives at once.
     notify: Arc<Notify>,
-    /// The latest `PRAGMA data_version` this connection read.
-    version: AtomicI64,
+    /// The latest `PRAGMA data_version` each queue's receives saw (the
+    /// queue, its dead-letter queue), so a dead-letter receive cannot mark
+    /// as seen a commit that the queue's receives have not looked at.
+    versions: [AtomicI64; 2],
     /// Set while one waiting receive of this handle polls `data_version`
     /// for all of them; the others wait for its wake-up.
     polling: AtomicBool,
+    /// Receives of this handle now waiting for a message.
+    waiting: AtomicUsize,
 }
 
 impl Shared {
@@ -201,8 +205,9 @@ impl SqliteQueue {
                     durable: true,
                 }),
                 notify,
-                version: AtomicI64::new(i64::MIN),
+                versions: [AtomicI64::new(i64::MIN), AtomicI64::new(i64::MIN)],
                 polling: AtomicBool::new(false),
+                waiting: AtomicUsize::new(0),
             }),
             which: Which::Main,
         })
@@ -266,11 +271,22 @@ impl SqliteQueue {
         let version = self
             .run(false, "polling", |conn, _| data_version(conn))
             .await?;
-        if self.shared.version.swap(version, Ordering::AcqRel) == version {
+        if self.version().swap(version, Ordering::AcqRel) == version {
             return Ok(false);
         }
         self.shared.notify.notify_waiters();
         Ok(true)
+    }
+
+    /// How many receives of this handle (and its clones) are waiting for a
+    /// message right now; lets tests act once a receive really waits.
+    pub fn waiting_receives(&self) -> usize {
+        self.shared.waiting.load(Ordering::Acquire)
+    }
+
+    /// The last `data_version` this handle's queue looked at.
+    fn version(&self) -> &AtomicI64 {
+        &self.shared.versions[self.which.code() as usize]
     }
 
     /// Runs `f` on the connection in the blocking pool.
@@ -287,6 +303,22 @@ impl SqliteQueue {
                 .map_err(|e| sqlite_error(&shared.path, doing, e))
         })
         .await
+    }
+}
+
+/// Counts a waiting receive until dropped (also when it is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -620,12 +652,15 @@ fn try_receive(
     } else {
         None
     };
+    // Read before the commit: a commit by another process right after ours
+    // must count as unseen, or the wait that follows would sleep through it.
+    let version = data_version(&tx)?;
     tx.commit()?;
     Ok(Attempt {
         messages,
         moved,
         next_visible_at,
-        data_version: data_version(conn)?,
+        data_version: version,
     })
 }
 
@@ -742,8 +777,7 @@ impl Queue for SqliteQueue {
                 })
                 .await?;
             // Later polls compare against the newest reading.
-            self.shared
-                .version
+            self.version()
                 .store(attempt.data_version, Ordering::Release);
             if attempt.moved > 0 || attempt.messages.len() == max {
                 // The dead-letter queue has news, or more may be waiting
@@ -761,6 +795,7 @@ impl Queue for SqliteQueue {
             // Wait for a send here, a commit elsewhere, or the wake-up time.
             // One waiting receive per handle polls; a change it sees wakes
             // the rest through `notify`.
+            let _waiting = Waiting::enter(&self.shared.waiting);
             let mut leading = Leading::take(&self.shared.polling);
             loop {
                 let every = if leading.is_some() {
