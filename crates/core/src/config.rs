@@ -183,6 +183,14 @@ pub fn parse_queue_url(raw: &str) -> Result<QueueUrl, ConfigError> {
                 format!("names no queue file; {QUEUE_URL_EXPECTED}"),
             ));
         }
+        // SQLite opens `:memory:` in memory whatever the flags: a queue that
+        // vanishes at exit, and one per process.
+        if path == ":memory:" {
+            return Err(ConfigError::new(
+                "QUEUE_URL",
+                format!("an in-memory queue would lose accepted events; {QUEUE_URL_EXPECTED}"),
+            ));
+        }
         return Ok(QueueUrl::Sqlite(PathBuf::from(path)));
     }
     if (raw.starts_with("http://") || raw.starts_with("https://")) && raw.len() > "https://".len() {
@@ -247,6 +255,8 @@ mod tests {
             "sqlite://",
             "sqlite:",
             "sqlite:///tmp/",
+            "sqlite::memory:",
+            "sqlite://:memory:",
             "https://",
             "amqp://h/q",
             "queue.db",

@@ -1635,10 +1635,18 @@ async fn sqlite_tune_view_applies_updates_even_when_they_come_first() {
 }
 
 #[tokio::test]
-async fn sqlite_missing_directory_is_permanent() {
+async fn sqlite_creates_a_missing_folder_and_refuses_an_impossible_one() {
     let (dir, _) = sqlite_file();
-    let err = SqliteSink::open(&dir.path().join("no/such/dir/x.db"))
+    // A first run: data/sluice.db before data/ exists.
+    let path = dir.path().join("no/such/dir/x.db");
+    let sink = SqliteSink::open(&path).await.expect("folder created");
+    sink.migrate().await.unwrap();
+    assert!(path.is_file());
+    // A folder that cannot be made (a file is in the way) is a permanent error.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"").unwrap();
+    let err = SqliteSink::open(&blocker.join("x.db"))
         .await
-        .expect_err("missing directory");
+        .expect_err("cannot create a folder under a file");
     assert!(!err.is_transient(), "{err:?}");
 }

@@ -417,7 +417,8 @@ async fn files_that_are_not_queues_are_refused_by_name() {
         conn.execute_batch("CREATE TABLE user_logins (user_id TEXT)")
             .unwrap();
     }
-    let missing = dir.path().join("no-such-dir").join("q.db");
+    // A folder cannot be made under a file.
+    let missing = garbage.join("q.db");
     for path in [&garbage, &other, &missing] {
         let err = SqliteQueue::open(path).unwrap_err().to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
@@ -429,7 +430,14 @@ async fn files_that_are_not_queues_are_refused_by_name() {
         .await
         .err()
         .unwrap();
-    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    assert!(err.to_string().contains("garbage.db"), "{err}");
+    // A missing folder, though, is a first run: it is made.
+    let fresh_path = dir.path().join("data").join("q.db");
+    let queue = queue::connect(&QueueUrl::Sqlite(fresh_path.clone()))
+        .await
+        .unwrap();
+    assert_eq!(queue.counts().await.unwrap(), QueueCounts::default());
+    assert!(fresh_path.is_file());
 }
 
 /// Receives and deletes until the queue is empty; the bodies received.

@@ -190,7 +190,7 @@ pub struct SqliteQueue {
 
 impl SqliteQueue {
     /// Opens (creating the file and schema when missing) the queue stored at
-    /// `path`. The directory must exist. Blocking: call it from
+    /// `path` (and its folder). Blocking: call it from
     /// `spawn_blocking` in async code ([`super::connect`] does).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, QueueError> {
         let path = path.as_ref().to_owned();
@@ -361,13 +361,29 @@ fn notifier(path: &Path) -> Arc<Notify> {
 /// as ingest sent them, PII not yet masked. SQLite gives its `-wal` and
 /// `-shm` files the same permissions.
 fn create_private(path: &Path) -> Result<(), QueueError> {
+    // A first run names a folder that does not exist yet (data/queue.db).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            QueueError::new(
+                None,
+                format!(
+                    "queue file {}: cannot create its folder: {}",
+                    path.display(),
+                    e.kind()
+                ),
+            )
+        })?;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(path) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_shared(path);
+            Ok(())
+        }
         Err(e) => {
             let why = match e.kind() {
                 std::io::ErrorKind::NotFound => "its directory does not exist".to_owned(),
@@ -382,6 +398,25 @@ fn create_private(path: &Path) -> Result<(), QueueError> {
             ))
         }
     }
+}
+
+/// The queue holds events before masking: say so when others can read it.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = %format!("{:o}", meta.permissions().mode() & 0o777),
+                "the queue file holds unmasked events and other users can read it; chmod 600 it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn open_connection(path: &Path) -> Result<Connection, QueueError> {

@@ -160,6 +160,12 @@ impl Sink for SqliteSink {
 
 fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, SinkError> {
     let context = format!("opening {}", path.display());
+    // A first run names a folder that does not exist yet (data/sluice.db).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            SinkError::Permanent(format!("{context}: cannot create its folder: {}", e.kind()))
+        })?;
+    }
     let conn = Connection::open(path).map_err(|e| classify(&context, e))?;
     // Busy timeout first: switching to WAL itself needs a lock that another
     // process may hold at this moment.
