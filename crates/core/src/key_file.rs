@@ -21,11 +21,15 @@ pub const VARIABLE: &str = "PII_KEY_FILE";
 /// Reads the base64 key from `path`, refusing a file others can read.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
     let shown = path.display();
+    let mkdir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => format!("mkdir -p {}; ", dir.display()),
+        None => String::new(),
+    };
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
             VARIABLE,
             format!(
-                "cannot read {shown} ({}); `sluice up` creates one, or: (umask 077; openssl rand -base64 32 > {shown})",
+                "cannot read {shown} ({}); `sluice up` creates one, or: ({mkdir}umask 077; openssl rand -base64 32 > {shown})",
                 e.kind()
             ),
         )
@@ -79,19 +83,31 @@ pub fn create_if_missing(path: &Path) -> Result<bool, ConfigError> {
     OsRng
         .try_fill_bytes(&mut secret)
         .map_err(|e| fail("make a key for", std::io::Error::other(e)))?;
+    // Written whole to a private temporary file, then linked into place:
+    // a process racing this one, or a crash half-way, never sees a partial key.
+    let temporary = path.with_file_name(format!(
+        ".{}.{}-{:x}.tmp",
+        path.file_name()
+            .map_or_else(|| "pii.key".into(), |n| n.to_string_lossy()),
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = match options.open(path) {
-        Ok(file) => file,
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(format!("{}\n", STANDARD.encode(secret)).as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {}
         // Another process made it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(fail("create", e)),
-    };
-    file.write_all(format!("{}\n", STANDARD.encode(secret)).as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| fail("write", e))?;
+    }
     Ok(true)
 }
 
@@ -115,6 +131,31 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn racing_first_runs_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/pii.key");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let created = create_if_missing(&path).unwrap();
+                    (created, read(&path).unwrap())
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|(created, _)| *created).count(), 1);
+        assert!(results.iter().all(|(_, key)| key == &results[0].1));
+        // No temporary file is left behind.
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[cfg(unix)]
