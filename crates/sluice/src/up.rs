@@ -7,7 +7,7 @@
 //! 202), the writer commits what it holds, and whatever is still queued is
 //! picked up by the next `sluice up`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
@@ -78,23 +78,33 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     let ingest_settings = sluice_ingest::configuration::Settings::from_env()?;
     let masker = masker()?;
 
-    // SQLite files go where the URLs say, even in folders that do not exist yet.
-    if let QueueUrl::Sqlite(path) = &queue_url {
-        create_parent("QUEUE_URL", path)?;
-    }
-    if let DatabaseUrl::Sqlite(path) = &database_url {
-        create_parent("DATABASE_URL", path)?;
-    }
-
+    // Signals count from here: Ctrl-C while waiting for a database that is
+    // still starting is a clean stop, as in `sluice-writer serve`.
     let shutdown = shutdown::on_signal();
-    let (queue, dead_letter) =
-        queue::setup(&queue_url, tuning.max_receive_count, tuning.visibility)
-            .await
-            .map_err(|e| UpError::Queue {
-                url: queue_url.to_string(),
-                reason: e.to_string(),
-            })?;
-    let sink = sluice_writer::cli::connect_sink(&writer_common, &tuning).await?;
+    let prepared = async {
+        // The embedded queue keeps the redrive rule stored in it (by
+        // `sluice-writer setup`) unless WRITER_MAX_RECEIVE_COUNT is given; an
+        // SQS queue is created when missing, as `setup` does.
+        let queue = if matches!(queue_url, QueueUrl::Sqlite(_))
+            && env_var("WRITER_MAX_RECEIVE_COUNT").is_none()
+        {
+            queue::connect(&queue_url).await
+        } else {
+            queue::setup(&queue_url, tuning.max_receive_count, tuning.visibility)
+                .await
+                .map(|(queue, _)| queue)
+        }
+        .map_err(|e| UpError::Queue {
+            url: queue_url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let sink = sluice_writer::cli::connect_sink(&writer_common, &tuning).await?;
+        Ok::<_, UpError>((queue, sink))
+    };
+    let (queue, sink) = tokio::select! {
+        prepared = prepared => prepared?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
 
     let writer = sluice_writer::startup::Application::build(
         writer_addr,
@@ -112,7 +122,6 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         ingest = %format!("http://{}/events", ingest.local_addr()),
         writer = %format!("http://{}/readyz", writer.local_addr()),
         queue = %queue_url,
-        dead_letter_queue = %dead_letter,
         database = %describe(&database_url),
         "sluice is up; Ctrl-C stops it"
     );
@@ -150,17 +159,5 @@ fn describe(url: &DatabaseUrl) -> String {
     match url {
         DatabaseUrl::Sqlite(path) => path.display().to_string(),
         other => other.kind().to_owned(),
-    }
-}
-
-fn create_parent(variable: &'static str, path: &Path) -> Result<(), ConfigError> {
-    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| {
-            ConfigError::new(
-                variable,
-                format!("cannot create the folder {} ({})", dir.display(), e.kind()),
-            )
-        }),
-        None => Ok(()),
     }
 }
