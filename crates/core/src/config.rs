@@ -170,6 +170,17 @@ impl std::fmt::Display for QueueUrl {
 
 const QUEUE_URL_EXPECTED: &str = "expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue or an embedded queue file such as sqlite:///var/lib/sluice/queue.db";
 
+/// `QUEUE_URL`, which both services need: set, and well-formed.
+pub fn require_queue_url(raw: Option<&str>) -> Result<QueueUrl, ConfigError> {
+    match raw {
+        Some(raw) if !raw.trim().is_empty() => parse_queue_url(raw),
+        _ => Err(ConfigError::new(
+            "QUEUE_URL",
+            format!("is not set; {QUEUE_URL_EXPECTED}"),
+        )),
+    }
+}
+
 /// Parses `QUEUE_URL`: an `http(s)://` SQS URL, or `sqlite:` and a file path
 /// (the same forms as `DATABASE_URL`'s SQLite file).
 pub fn parse_queue_url(raw: &str) -> Result<QueueUrl, ConfigError> {

@@ -112,6 +112,17 @@ pub trait Queue: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+/// Checks that a connected queue answers (its counts), so a wrong URL or
+/// missing credentials stop a service at start rather than in a loop; the
+/// reason otherwise.
+pub async fn check_answers(queue: &dyn Queue, within: Duration) -> Result<(), String> {
+    match tokio::time::timeout(within, queue.counts()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", within.as_secs())),
+    }
+}
+
 /// Connects to the queue a QUEUE_URL names (SQS or embedded); does not create
 /// anything in SQS. An embedded queue file that does not exist yet is created
 /// with its schema (redrive after [`sqlite::DEFAULT_MAX_RECEIVE_COUNT`]

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use sluice_core::config::{ConfigError, LogFormat, QueueUrl, env_parse, env_var, parse_queue_url};
+use sluice_core::config::{
+    ConfigError, LogFormat, QueueUrl, env_parse, env_var, require_queue_url,
+};
 
 use crate::auth::Token;
 use crate::batcher::{BatchSettings, MAX_CALL_BYTES};
@@ -183,13 +185,7 @@ fn env_bytes(name: &'static str, default: usize) -> Result<usize, ConfigError> {
 }
 
 pub fn queue_url(args: &CommonArgs) -> Result<QueueUrl, ConfigError> {
-    let raw = args.queue_url.as_deref().ok_or_else(|| {
-        ConfigError::new(
-            "QUEUE_URL",
-            "is not set; expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue or an embedded queue file such as sqlite:///var/lib/sluice/queue.db",
-        )
-    })?;
-    parse_queue_url(raw)
+    require_queue_url(args.queue_url.as_deref())
 }
 
 pub fn listen_addr(args: &CommonArgs) -> Result<SocketAddr, ConfigError> {

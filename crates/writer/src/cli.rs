@@ -111,15 +111,12 @@ async fn connect_queue(common: &CommonArgs) -> Result<Arc<dyn Queue>, RunError> 
 
 /// Checks the queue answers, so a wrong URL fails at start, not in a loop.
 async fn check_queue(queue: &dyn Queue) -> Result<(), RunError> {
-    let unreachable = |reason: String| RunError::QueueUnreachable {
-        url: queue.describe(),
-        reason,
-    };
-    match tokio::time::timeout(Duration::from_secs(15), queue.counts()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(_) => Err(unreachable("no answer within 15 s".into())),
-    }
+    queue::check_answers(queue, Duration::from_secs(15))
+        .await
+        .map_err(|reason| RunError::QueueUnreachable {
+            url: queue.describe(),
+            reason,
+        })
 }
 
 /// Connects to the database and migrates it, waiting for one that is still

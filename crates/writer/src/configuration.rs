@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use sluice_core::classify::DEFAULT_MAX_RECORD_BYTES;
 use sluice_core::config::{
-    ConfigError, DatabaseUrl, LogFormat, QueueUrl, env_parse, env_var, parse_queue_url,
+    ConfigError, DatabaseUrl, LogFormat, QueueUrl, env_parse, env_var, require_queue_url,
 };
 use sluice_core::key_file;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
@@ -147,13 +147,7 @@ impl Default for Tuning {
 }
 
 pub fn queue_url(args: &CommonArgs) -> Result<QueueUrl, ConfigError> {
-    let raw = args.queue_url.as_deref().ok_or_else(|| {
-        ConfigError::new(
-            "QUEUE_URL",
-            "is not set; expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue or an embedded queue file such as sqlite:///var/lib/sluice/queue.db",
-        )
-    })?;
-    parse_queue_url(raw)
+    require_queue_url(args.queue_url.as_deref())
 }
 
 pub fn database_url(args: &CommonArgs) -> Result<DatabaseUrl, ConfigError> {
