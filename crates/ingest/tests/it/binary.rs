@@ -148,23 +148,37 @@ async fn a_malformed_env_file_is_reported_without_its_content() {
 }
 
 /// Accepts events, refuses bad bodies, never logs event content, and exits 0
-/// on SIGTERM with its events in the queue.
+/// on SIGTERM with its events in the queue — on SQS (the emulator) and on the
+/// embedded queue.
 #[tokio::test]
 async fn serves_logs_no_content_and_stops_on_sigterm() {
     let endpoint = require!(sqs());
     let queue = TestQueue::new(&endpoint).await;
-    let dir = tempfile_dir();
     let env = vec![
         ("QUEUE_URL", queue.url().to_owned()),
         ("AWS_ENDPOINT_URL", endpoint.clone()),
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+    ];
+    serves_logs_no_content_and_stops(queue, env).await;
+}
+
+#[tokio::test]
+async fn serves_an_embedded_queue_and_stops_on_sigterm() {
+    let queue = TestQueue::embedded();
+    let env = vec![("QUEUE_URL", queue.url().to_owned())];
+    serves_logs_no_content_and_stops(queue, env).await;
+}
+
+async fn serves_logs_no_content_and_stops(queue: TestQueue, mut env: Vec<(&'static str, String)>) {
+    let dir = tempfile_dir();
+    env.extend([
         ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
         ("INGEST_TOKEN", "tok-123".to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "info,sluice_ingest=trace".to_owned()),
-    ];
+    ]);
     let mut child = ingest(&dir, &env).spawn().unwrap();
     let pid = child.id().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();

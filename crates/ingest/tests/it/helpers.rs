@@ -35,9 +35,12 @@ pub fn sqs() -> Option<String> {
 
 // ---------------------------------------------------------------- queues
 
-/// A fresh, uniquely named queue on the emulator.
+/// A fresh queue: uniquely named on the emulator, or an embedded queue file
+/// in a temporary folder.
 pub struct TestQueue {
-    pub queue: SqsQueue,
+    pub queue: Arc<dyn Queue>,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestQueue {
@@ -49,17 +52,32 @@ impl TestQueue {
         endpoint: &str,
         attributes: &[(QueueAttributeName, &str)],
     ) -> Self {
+        let queue = sluice_testkit::fresh_queue(endpoint, attributes).await;
         Self {
-            queue: sluice_testkit::fresh_queue(endpoint, attributes).await,
+            url: queue.url().to_owned(),
+            queue: Arc::new(queue),
+            _dir: None,
         }
     }
 
+    /// An embedded queue (`QUEUE_URL=sqlite:///…`): needs no service.
+    pub fn embedded() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let queue = sluice_testkit::fresh_embedded_queue(dir.path());
+        Self {
+            url: format!("sqlite://{}", queue.path().display()),
+            queue: Arc::new(queue),
+            _dir: Some(dir),
+        }
+    }
+
+    /// The `QUEUE_URL` of this queue.
     pub fn url(&self) -> &str {
-        self.queue.url()
+        &self.url
     }
 
     pub fn shared(&self) -> Arc<dyn Queue> {
-        Arc::new(self.queue.clone())
+        Arc::clone(&self.queue)
     }
 
     /// Receives (and deletes) messages until `events` events have arrived
@@ -103,8 +121,8 @@ impl TestQueue {
 
     /// Messages visible plus in flight.
     pub async fn remaining(&self) -> u64 {
-        let (visible, in_flight) = sluice_testkit::queue_counts(&self.queue).await;
-        visible + in_flight
+        let counts = self.queue.counts().await.expect("queue counts");
+        counts.visible + counts.in_flight
     }
 }
 
