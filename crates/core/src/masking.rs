@@ -43,12 +43,57 @@ pub struct PiiKey {
     mac: Hmac<Sha256>,
 }
 
-/// AES-256-SIV (RFC 5297) as `aes_siv::siv::Aes256Siv`, but over the
-/// encrypt-only AES type: SIV never runs AES backwards, and aes-siv expands
-/// the CTR key for every value — with the full `Aes256` that meant the
-/// decryption key schedule too, a third of the cost of a short value. Same
-/// cipher, same bytes (tested against `Aes256Siv`).
-type Aes256Siv = Siv<aes::Aes256Enc, cmac::Cmac<aes::Aes256Enc>>;
+/// AES-256-SIV (RFC 5297) as `aes_siv::siv::Aes256Siv`, but over
+/// [`CtrAes256`]: aes-siv expands the CTR key for every value, and with the
+/// full `Aes256` type that included a decryption schedule SIV never uses —
+/// together a fifth of the writer's CPU. Same cipher, same bytes (tested
+/// against `Aes256Siv` at every length).
+type Aes256Siv = Siv<CtrAes256, cmac::Cmac<aes::Aes256Enc>>;
+
+/// The encrypt-only AES-256 for aes-siv's CTR step, whose `new` clones the
+/// schedule this thread last expanded for the same key instead of expanding
+/// it again. Every block operation is `aes::Aes256Enc`'s own.
+#[derive(Clone)]
+struct CtrAes256(aes::Aes256Enc);
+
+std::thread_local! {
+    static CTR_SCHEDULE: std::cell::RefCell<Option<([u8; 32], aes::Aes256Enc)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl aes::cipher::BlockSizeUser for CtrAes256 {
+    type BlockSize = <aes::Aes256Enc as aes::cipher::BlockSizeUser>::BlockSize;
+}
+
+impl aes::cipher::KeySizeUser for CtrAes256 {
+    type KeySize = <aes::Aes256Enc as aes::cipher::KeySizeUser>::KeySize;
+}
+
+impl aes::cipher::BlockCipher for CtrAes256 {}
+
+impl aes::cipher::BlockEncrypt for CtrAes256 {
+    fn encrypt_with_backend(&self, f: impl aes::cipher::BlockClosure<BlockSize = Self::BlockSize>) {
+        self.0.encrypt_with_backend(f)
+    }
+}
+
+impl KeyInit for CtrAes256 {
+    fn new(key: &aes::cipher::Key<Self>) -> Self {
+        CTR_SCHEDULE.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            match &*cached {
+                Some((k, schedule)) if k[..] == key[..] => Self(schedule.clone()),
+                _ => {
+                    let schedule = aes::Aes256Enc::new(key);
+                    let mut k = [0u8; 32];
+                    k.copy_from_slice(key);
+                    *cached = Some((k, schedule.clone()));
+                    Self(schedule)
+                }
+            }
+        })
+    }
+}
 
 std::thread_local! {
     // AES-SIV instances are not `Clone` and encrypt through `&mut self`, so
@@ -531,6 +576,14 @@ mod tests {
             let expected = format!("enc:{}:{}", key.id(), URL_SAFE_NO_PAD.encode(sealed));
             assert_eq!(m.encrypt(&text), expected, "length {len}");
             assert_eq!(m.recover(&expected).unwrap(), text);
+            // Another key in between must not leave its schedule behind.
+            let other = Masker::new(
+                Keyring::new(PiiKey::from_bytes(&[255 - len as u8; 32]), vec![]),
+                Policy::default(),
+            );
+            let theirs = other.encrypt(&text);
+            assert_eq!(other.recover(&theirs).unwrap(), text);
+            assert_ne!(theirs, expected);
         }
         let mut mac = key.mac.clone();
         mac.update(b"x");
