@@ -8,6 +8,11 @@
 //! Decoding never fails as a whole: whatever cannot be read becomes an
 //! [`Item::Invalid`] with a reason, so the writer can store it in
 //! `rejected_records` and nothing is silently dropped.
+//!
+//! [`decode_body`] builds a `serde_json::Value` per record. The writer goes
+//! through [`decode_body_with`] instead, which hands out each record's JSON
+//! text so common shapes can be read without that tree (it was most of the
+//! writer's CPU), and falls back to [`decode_body`]'s result otherwise.
 
 use std::io::{Read, Write};
 
@@ -185,10 +190,10 @@ fn body_json(body: &[u8]) -> BodyJson<'_> {
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return BodyJson::Plain(body);
     }
-    BodyJson::Decoded(match decompressed(body, trimmed) {
-        Ok(json) => return BodyJson::Decompressed(json),
-        Err(decoded) => decoded,
-    })
+    match decompressed(body, trimmed) {
+        Ok(json) => BodyJson::Decompressed(json),
+        Err(decoded) => BodyJson::Decoded(decoded),
+    }
 }
 
 /// The JSON inside a base64(gzip) body; `Err` is the decoded result of a

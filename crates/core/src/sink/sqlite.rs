@@ -137,7 +137,12 @@ impl Sink for SqliteSink {
             == tokio::runtime::RuntimeFlavor::MultiThread
         {
             return tokio::task::block_in_place(|| {
-                locked(&self.conn, |conn| write_batch(conn, batch))
+                // As with spawn_blocking: a panic is a bug here, reported as
+                // a refused batch; the transaction rolled back on unwind.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    locked(&self.conn, |conn| write_batch(conn, batch))
+                }))
+                .unwrap_or_else(|_| Err(SinkError::Permanent("SQLite task panicked".into())))
             });
         }
         let batch = batch.clone();
