@@ -39,6 +39,18 @@ use sluice_ingest::configuration::{self, CommonArgs, Settings};
 use sluice_ingest::startup;
 use tokio_util::sync::CancellationToken;
 
+/// Lambda's batching defaults: no waiting for other requests (an instance
+/// serves one at a time), unless `INGEST_LINGER_MS` / `INGEST_MAX_LINGER_MS`
+/// were set.
+pub fn no_linger_unless_set(settings: &mut Settings, linger_set: bool, max_linger_set: bool) {
+    if !linger_set {
+        settings.batch.linger = Duration::ZERO;
+    }
+    if !max_linger_set {
+        settings.batch.max_linger = settings.batch.linger;
+    }
+}
+
 /// Everything the function reads from its environment, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -67,12 +79,11 @@ impl Config {
                 ));
             }
         };
-        if env_var("INGEST_LINGER_MS").is_none() {
-            settings.batch.linger = Duration::ZERO;
-        }
-        if env_var("INGEST_MAX_LINGER_MS").is_none() {
-            settings.batch.max_linger = settings.batch.linger;
-        }
+        no_linger_unless_set(
+            &mut settings,
+            env_var("INGEST_LINGER_MS").is_some(),
+            env_var("INGEST_MAX_LINGER_MS").is_some(),
+        );
         Ok(Self {
             queue_url,
             settings,

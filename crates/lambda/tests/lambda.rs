@@ -21,11 +21,12 @@ use sluice_core::wire::{Item, decode_body};
 use sluice_ingest::configuration::Settings;
 use sluice_testkit::{require, service};
 
+/// The settings Config::from_env makes on Lambda with nothing set.
 fn settings() -> Settings {
     let mut settings = Settings::default();
-    // As Config::from_env sets them on Lambda.
-    settings.batch.linger = Duration::ZERO;
-    settings.batch.max_linger = Duration::ZERO;
+    sluice_ingest_lambda::no_linger_unless_set(&mut settings, false, false);
+    assert_eq!(settings.batch.linger, Duration::ZERO);
+    assert_eq!(settings.batch.max_linger, Duration::ZERO);
     settings
 }
 
