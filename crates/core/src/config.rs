@@ -105,6 +105,21 @@ impl FromStr for LogFormat {
     }
 }
 
+/// How every Sluice binary stops on something it cannot use: the error as one
+/// `error: …` line on stderr, exit code 2 — never a panic or a backtrace.
+pub fn refuse(error: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("error: {error}");
+    std::process::ExitCode::from(2)
+}
+
+/// A binary's exit: 0, or [`refuse`] with the error.
+pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => refuse(e),
+    }
+}
+
 /// Loads `.env` from the working directory when there is one. dotenvy's own
 /// message quotes the offending line, which may hold a secret, so the error
 /// says where the file breaks, not what it holds.

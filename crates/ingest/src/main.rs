@@ -14,15 +14,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     // A missing .env is normal; a malformed one stops the program.
     if let Err(line) = sluice_core::config::load_dotenv() {
-        eprintln!("error: {line}");
-        return ExitCode::from(2);
+        return sluice_core::config::refuse(line);
     }
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    sluice_core::config::exit_code(run(cli).await)
 }

@@ -17,23 +17,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     // For `cargo lambda watch` on a developer's machine; Lambda has no .env.
     if let Err(line) = sluice_core::config::load_dotenv() {
-        eprintln!("error: {line}");
-        return ExitCode::from(2);
+        return sluice_core::config::refuse(line);
     }
     let config = match Config::from_env() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return sluice_core::config::refuse(e),
     };
     // lambda_http panics without it; one line is kinder.
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
-        eprintln!(
-            "error: AWS_LAMBDA_RUNTIME_API: is not set; this binary runs inside AWS Lambda \
-             (or `cargo lambda watch`); elsewhere run sluice-ingest"
+        return sluice_core::config::refuse(
+            "AWS_LAMBDA_RUNTIME_API: is not set; this binary runs inside AWS Lambda \
+             (or `cargo lambda watch`); elsewhere run sluice-ingest",
         );
-        return ExitCode::from(2);
     }
     telemetry::init_logging(config.log_format);
     sluice_ingest::metrics::describe();

@@ -37,18 +37,11 @@ enum Command {
 async fn main() -> ExitCode {
     // A missing .env is normal; a malformed one stops the program.
     if let Err(line) = sluice_core::config::load_dotenv() {
-        eprintln!("error: {line}");
-        return ExitCode::from(2);
+        return sluice_core::config::refuse(line);
     }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    sluice_core::config::exit_code(result)
 }
