@@ -84,6 +84,34 @@ impl DatabaseUrl {
             DatabaseUrl::Sqlite(_) => "sqlite",
         }
     }
+
+    /// The URL for error lines, without its password (in the user part or
+    /// a `password` parameter): the host, database, `sslmode` and
+    /// `sslrootcert` tell an operator which connection failed.
+    pub fn redacted(&self) -> String {
+        let raw = match self {
+            DatabaseUrl::Sqlite(path) => return format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(raw) => raw,
+        };
+        let Ok(mut url) = url::Url::parse(raw) else {
+            return "postgres://…".to_owned();
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(None);
+        }
+        // Decoded, for reading: a path shows as a path.
+        let kept: Vec<String> = url
+            .query_pairs()
+            .filter(|(k, _)| !k.to_ascii_lowercase().contains("password"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        url.set_query(None);
+        if kept.is_empty() {
+            url.to_string()
+        } else {
+            format!("{url}?{}", kept.join("&"))
+        }
+    }
 }
 
 /// Log output format.
@@ -255,6 +283,22 @@ mod tests {
         assert!(DatabaseUrl::parse("sqlite://").is_err());
         assert!(DatabaseUrl::parse("").is_err());
         assert!(DatabaseUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn database_url_redacted() {
+        let url = DatabaseUrl::parse(
+            "postgres://app:s3cret@db.example.com:5432/sluice?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=s3cret",
+        )
+        .unwrap();
+        assert_eq!(
+            url.redacted(),
+            "postgres://app@db.example.com:5432/sluice?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+        );
+        let plain = DatabaseUrl::parse("postgres://app:s3cret@localhost/db").unwrap();
+        assert_eq!(plain.redacted(), "postgres://app@localhost/db");
+        let sqlite = DatabaseUrl::parse("sqlite:///var/lib/sluice/x.db").unwrap();
+        assert_eq!(sqlite.redacted(), "sqlite:///var/lib/sluice/x.db");
     }
 
     #[test]

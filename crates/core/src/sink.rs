@@ -4,8 +4,9 @@
 //! A sink writes a whole [`WriteBatch`] in one transaction: first the receipts
 //! (skipping messages whose receipt already exists — redelivered messages),
 //! then the rows of the new messages with bulk statements. Errors are split
-//! into transient (retry the same batch later) and permanent (this data will
-//! never be accepted), because the writer treats them very differently.
+//! into transient (retry the same batch later), permanent (this data will
+//! never be accepted) and configuration (these settings will never connect),
+//! because the writer treats them very differently.
 
 pub mod postgres;
 pub mod sqlite;
@@ -27,6 +28,12 @@ pub enum SinkError {
     /// batch will fail again. Never carries row values.
     #[error("database rejected the write: {0}")]
     Permanent(String),
+    /// The settings can never work, whatever the data: a TLS certificate
+    /// that is not trusted or names another host, a certificate file that
+    /// cannot be read. Not about any message, so never a reason to give one
+    /// up; at start it stops the writer at once instead of being waited out.
+    #[error("{0}")]
+    Configuration(String),
 }
 
 impl SinkError {

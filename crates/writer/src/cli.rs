@@ -126,11 +126,14 @@ pub async fn connect_sink(
     tuning: &Tuning,
 ) -> Result<Arc<dyn sink::Sink>, RunError> {
     let url = configuration::database_url(common)?;
+    // Which connection failed, never its password.
+    let failed = |e: sink::SinkError| RunError::Database(format!("{}: {e}", url.redacted()));
     let sink = sink::connect(&url, tuning.db_connections)
         .await
-        .map_err(|e| RunError::Database(e.to_string()))?;
+        .map_err(failed)?;
     // A database that is still starting (Compose, a failover) is waited for;
-    // one that refuses is reported at once.
+    // one that refuses, or a certificate that is not trusted, is reported at
+    // once.
     let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
@@ -140,7 +143,7 @@ pub async fn connect_sink(
                 tracing::warn!(error = %e, "database not reachable yet; retrying");
                 tokio::time::sleep(backoff.next_delay()).await;
             }
-            Err(e) => return Err(RunError::Database(e.to_string())),
+            Err(e) => return Err(failed(e)),
         }
     }
 }

@@ -163,7 +163,9 @@ impl Committer {
                     metrics::counter!("sluice_writer_errors_total", "kind" => "db_permanent")
                         .increment(1);
                 }
-                Err(SinkError::Transient(_)) => {}
+                // Configuration: a certificate the server changed mid-run;
+                // not the messages' fault, so they stay held (and retried).
+                Err(SinkError::Transient(_) | SinkError::Configuration(_)) => {}
             }
         }
         committed
@@ -208,7 +210,9 @@ impl Committer {
                     return Ok(());
                 }
                 Err(e @ SinkError::Permanent(_)) => return Err(e),
-                Err(SinkError::Transient(reason)) => {
+                // A TLS certificate that stopped being trusted mid-run is
+                // retried like an outage: no message is given up for it.
+                Err(SinkError::Transient(reason) | SinkError::Configuration(reason)) => {
                     metrics::counter!("sluice_writer_errors_total", "kind" => "db_transient")
                         .increment(1);
                     if shutdown.is_cancelled() {

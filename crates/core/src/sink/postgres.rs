@@ -22,6 +22,9 @@
 //! Errors are classified by `classify` into transient (retry later) and
 //! permanent; their text carries the SQLSTATE, the server's primary message
 //! and identifiers, never `detail()` or `where()`, which echo row values.
+//! TLS failures that no retry fixes are configuration errors (`tls`).
+
+mod tls;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -55,7 +58,8 @@ impl PostgresSink {
     /// Builds the pool for `url` without connecting: a database that is down
     /// at start is reported by the first use as [`SinkError::Transient`]
     /// (after [`DEFAULT_ACQUIRE_TIMEOUT`]), so the writer can start, report
-    /// not-ready and retry. Only a malformed URL fails here, permanently.
+    /// not-ready and retry. Only a malformed URL or a certificate file that
+    /// cannot be read fails here, as [`SinkError::Configuration`].
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, SinkError> {
         Self::connect_with_timeout(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT)
     }
@@ -66,13 +70,14 @@ impl PostgresSink {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, SinkError> {
+        tls::check_files(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(acquire_timeout)
             .connect_lazy(url)
             // The URL may hold a password: name the problem, not the URL.
             .map_err(|e| {
-                SinkError::Permanent(format!("invalid PostgreSQL URL: {}", url_error(&e)))
+                SinkError::Configuration(format!("invalid PostgreSQL URL: {}", url_error(&e)))
             })?;
         Ok(Self { pool })
     }
@@ -394,6 +399,9 @@ async fn insert_rejected(
 /// values. `context` says what the sink was doing (e.g. the table).
 fn classify(context: &str, err: sqlx::Error) -> SinkError {
     use sqlx::Error as E;
+    if let Some(reason) = tls::configuration_error(&err) {
+        return SinkError::Configuration(format!("{context}: {reason}"));
+    }
     match err {
         E::Database(db) => {
             let (transient, text) = match db.try_downcast_ref::<PgDatabaseError>() {
