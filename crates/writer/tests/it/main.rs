@@ -11,4 +11,5 @@ mod delivery;
 mod outage;
 mod pipeline;
 mod processes;
+mod tls;
 mod tune;
