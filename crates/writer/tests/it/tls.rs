@@ -1,6 +1,7 @@
 //! TLS to PostgreSQL through the real binary, against a cluster of the
 //! test's own with `ssl=on` and certificates made for it: `migrate` and a
-//! short `serve` work with `require`, `verify-ca` and `verify-full`; a
+//! short `serve` work with `prefer`, `require`, `verify-ca` and
+//! `verify-full`; a
 //! certificate that will never be trusted stops the writer at once with one
 //! line naming `DATABASE_URL`, exit 2 — not a minute of retries, not a panic.
 //!
@@ -177,11 +178,13 @@ async fn refused(env: &[(&str, String)], args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_require_verify_ca_and_verify_full_migrate_and_serve() {
+async fn tls_prefer_require_verify_ca_and_verify_full_migrate_and_serve() {
     let bin = require!(service("SLUICE_TEST_PG_BIN"));
     let (certificates, cluster) = tls_cluster(bin, Certificates::server).await;
     let ca = certificates.ca();
+    // prefer too: the cluster admits TLS only, so it must negotiate it.
     for query in [
+        "sslmode=prefer".to_owned(),
         "sslmode=require".to_owned(),
         format!("sslmode=verify-ca&sslrootcert={}", ca.display()),
         format!("sslmode=verify-full&sslrootcert={}", ca.display()),
