@@ -163,8 +163,7 @@ impl Committer {
                     metrics::counter!("sluice_writer_errors_total", "kind" => "db_permanent")
                         .increment(1);
                 }
-                // Configuration: a certificate the server changed mid-run;
-                // not the messages' fault, so they stay held (and retried).
+                // Given up only when shutting down: released for redelivery.
                 Err(SinkError::Transient(_) | SinkError::Configuration(_)) => {}
             }
         }

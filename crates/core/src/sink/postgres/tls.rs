@@ -62,13 +62,15 @@ fn holds_pem_certificates(bytes: &[u8]) -> bool {
     certificates.peek().is_some() && certificates.all(|c| c.is_ok())
 }
 
-/// The reason, when `err` is a TLS failure that no retry will fix.
+/// The reason, when `err` is a TLS failure (or a setting sqlx cannot use)
+/// that no retry will fix.
 pub(super) fn configuration_error(err: &sqlx::Error) -> Option<String> {
     match err {
         // sqlx's own TLS errors: the server has no TLS while sslmode asks for
         // it, or a certificate file it could not use.
         sqlx::Error::Tls(e) => Some(format!("TLS: {e}")),
-        sqlx::Error::Configuration(e) => Some(format!("TLS settings: {e}")),
+        // e.g. sslcert without sslkey.
+        sqlx::Error::Configuration(e) => Some(format!("settings: {e}")),
         sqlx::Error::Io(e) => {
             let mut source = e.get_ref().map(|inner| inner as &dyn std::error::Error);
             while let Some(current) = source {
