@@ -56,23 +56,46 @@ impl Cluster {
             .arg(cluster.dir()));
         if let Some(server) = tls {
             let dir = cluster.dir();
-            std::fs::copy(&server.cert, dir.join("server.crt")).unwrap();
-            std::fs::copy(&server.key, dir.join("server.key")).unwrap();
             std::fs::write(
                 dir.join("pg_hba.conf"),
                 "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
             )
             .unwrap();
-            // The server refuses a key others can read.
-            run(Command::new("chmod").arg("600").arg(dir.join("server.key")));
             if is_root() {
-                for file in ["server.crt", "server.key", "pg_hba.conf"] {
-                    run(Command::new("chown").arg("postgres").arg(dir.join(file)));
-                }
+                run(Command::new("chown")
+                    .arg("postgres")
+                    .arg(dir.join("pg_hba.conf")));
             }
+            cluster.install(server);
         }
         cluster.start();
         cluster
+    }
+
+    /// Puts `server`'s certificate and key where the server reads them.
+    fn install(&self, server: &KeyPair) {
+        let dir = self.dir();
+        std::fs::copy(&server.cert, dir.join("server.crt")).unwrap();
+        std::fs::copy(&server.key, dir.join("server.key")).unwrap();
+        // The server refuses a key others can read.
+        run(Command::new("chmod").arg("600").arg(dir.join("server.key")));
+        if is_root() {
+            for file in ["server.crt", "server.key"] {
+                run(Command::new("chown").arg("postgres").arg(dir.join(file)));
+            }
+        }
+    }
+
+    /// A TLS cluster presents `server` from now on, to new connections
+    /// (PostgreSQL reloads its certificate on SIGHUP).
+    pub fn present(&self, server: &KeyPair) {
+        assert!(self.tls, "only a TLS cluster presents a certificate");
+        self.install(server);
+        run(self
+            .as_owner("pg_ctl")
+            .arg("-D")
+            .arg(self.dir())
+            .arg("reload"));
     }
 
     fn dir(&self) -> PathBuf {

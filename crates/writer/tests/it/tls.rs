@@ -263,3 +263,89 @@ async fn tls_required_of_a_server_without_it_is_one_line() {
     let line = refused(&[("DATABASE_URL", url)], &["migrate"]).await;
     assert!(line.contains("does not support TLS"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_certificate_untrusted_mid_run_holds_the_messages() {
+    let bin = require!(service("SLUICE_TEST_PG_BIN"));
+    let (certificates, cluster) = tls_cluster(bin, Certificates::server).await;
+    let ca = certificates.ca().display().to_string();
+    let url = database_url(&cluster, &format!("sslmode=verify-full&sslrootcert={ca}")).await;
+    let db = TestDb::Postgres(url);
+    // Counted through the admin URL (no verification), which works throughout.
+    let admin_db = TestDb::Postgres(url_without_verification(&db, &cluster));
+    let queue = TestQueue::embedded();
+    let bodies = envelope_bodies(&generated_logins(40, "midrun"), 10);
+    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
+    queue.send(&bodies[..2]).await;
+    eventually(Duration::from_secs(60), "the first 20 rows", || async {
+        admin_db.count("user_logins").await == 20
+    })
+    .await;
+
+    // The server now presents a certificate for another name, and the
+    // writer's open connections are cut: every new one fails verify-full.
+    cluster.present(&certificates.other_host());
+    admin_db
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )
+        .await;
+    queue.send(&bodies[2..]).await;
+    eventually(Duration::from_secs(60), "/readyz to answer 503", || async {
+        writer.get("/readyz").await.0 == 503
+    })
+    .await;
+    // Held and retried, as in an outage: each message received once and
+    // kept (its lease extended) past the visibility timeout, none given up.
+    // A batch refused as bad data would be released, redelivered after the
+    // timeout and, past the maximum receive count, dead-lettered.
+    let window = test_tuning().visibility + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(max_receive_count(&queue), 1, "held, not redelivered");
+        assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
+        assert_eq!(admin_db.count("user_logins").await, 20);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(queue.remaining().await > 0, "the messages are still queued");
+
+    cluster.present(&certificates.server());
+    eventually(
+        Duration::from_secs(90),
+        "every row once trusted again",
+        || async { admin_db.count("user_logins").await == 40 },
+    )
+    .await;
+    eventually(Duration::from_secs(60), "the queue drained", || async {
+        queue.remaining().await == 0
+    })
+    .await;
+    assert_eq!(queue.dead_letters().await, 0);
+    writer.stop().await;
+}
+
+/// `db`'s database through the cluster's admin URL (TLS, not verified).
+fn url_without_verification(db: &TestDb, cluster: &Cluster) -> String {
+    let TestDb::Postgres(url) = db else {
+        unreachable!()
+    };
+    let before_query = url.split('?').next().unwrap();
+    let (_, name) = before_query.rsplit_once('/').unwrap();
+    cluster
+        .admin_url()
+        .replace("/postgres?", &format!("/{name}?"))
+}
+
+/// The most times any message of the embedded queue was received.
+fn max_receive_count(queue: &TestQueue) -> i64 {
+    let path = queue.url().strip_prefix("sqlite://").unwrap();
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row(
+        "SELECT COALESCE(MAX(receive_count), 0) FROM sluice_queue_messages WHERE queue = 0",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
