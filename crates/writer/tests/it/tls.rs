@@ -3,7 +3,9 @@
 //! short `serve` work with `prefer`, `require`, `verify-ca` and
 //! `verify-full`; a
 //! certificate that will never be trusted stops the writer at once with one
-//! line naming `DATABASE_URL`, exit 2 — not a minute of retries, not a panic.
+//! line naming `DATABASE_URL`, exit 2 — not a minute of retries, not a panic;
+//! and one that stops being trusted while the writer runs holds the
+//! messages, as an outage does.
 //!
 //! The cluster admits TLS connections only (`hostssl`), so a run that works
 //! did negotiate TLS.
