@@ -9,15 +9,18 @@
 use serde_json::{Map, Value};
 
 use crate::masking::Masker;
-use crate::records::{MessageRows, PayloadFormat, RejectedRow};
+use crate::records::{MessageRows, RejectedRow};
 use crate::wire::{
     DecodedBody, InvalidPayload, Item, RAW_SAFE_DEPTH, RawRecords, decode_body_with, nesting,
 };
-use crate::{login, tune};
+use crate::{login, message_key, rejected, tune};
 
 /// Records larger than this (strings and keys summed) are rejected: no
 /// column or analyst wants them, and they would bloat every batch.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// Bound on one `rejected_records.payload` (`WRITER_MAX_REJECTED_BYTES`).
+pub const DEFAULT_MAX_REJECTED_BYTES: usize = 256 * 1024;
 
 /// The kinds of record, first match wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,7 @@ impl RecordKind {
 pub struct Classifier {
     masker: Masker,
     max_record_bytes: usize,
+    max_rejected_bytes: usize,
 }
 
 impl Classifier {
@@ -55,7 +59,14 @@ impl Classifier {
         Self {
             masker,
             max_record_bytes,
+            max_rejected_bytes: DEFAULT_MAX_REJECTED_BYTES,
         }
+    }
+
+    /// Bounds each rejected row's payload (see [`crate::rejected`]).
+    pub fn with_max_rejected_bytes(mut self, max: usize) -> Self {
+        self.max_rejected_bytes = max;
+        self
     }
 
     pub fn masker(&self) -> &Masker {
@@ -74,7 +85,7 @@ impl Classifier {
                 let key = decoded
                     .envelope_id
                     .clone()
-                    .unwrap_or_else(|| message_id.to_owned());
+                    .unwrap_or_else(|| message_key::storable(message_id));
                 self.message_rows(key, decoded)
             }
         }
@@ -84,7 +95,9 @@ impl Classifier {
     /// deep to be sure the whole body would parse (the caller then decodes
     /// it the general way, which decides).
     fn raw_rows(&self, raw: RawRecords<'_>, message_id: &str) -> Option<MessageRows> {
-        let key = raw.envelope_id.unwrap_or_else(|| message_id.to_owned());
+        let key = raw
+            .envelope_id
+            .unwrap_or_else(|| message_key::storable(message_id));
         let mut rows = MessageRows::new(key);
         for (i, record) in raw.records.iter().enumerate() {
             let json = record.get();
@@ -153,19 +166,18 @@ impl Classifier {
         }
     }
 
-    /// A rejected row that carries no plaintext PII.
+    /// A rejected row that carries no plaintext PII, its payload at most
+    /// the configured bound.
     pub fn rejected(&self, reason: String, payload: InvalidPayload) -> RejectedRow {
         match payload {
-            InvalidPayload::Json(value) => RejectedRow {
+            InvalidPayload::Json(value) => rejected::masked_json(
                 reason,
-                payload: self.masker.mask_value(value).to_string(),
-                payload_format: PayloadFormat::MaskedJson,
-            },
-            InvalidPayload::Raw(bytes) => RejectedRow {
-                reason,
-                payload: self.masker.encrypt(&bytes),
-                payload_format: PayloadFormat::Encrypted,
-            },
+                self.masker.mask_value(value).to_string(),
+                self.max_rejected_bytes,
+            ),
+            InvalidPayload::Raw(bytes) => {
+                rejected::encrypted(reason, &bytes, &self.masker, self.max_rejected_bytes)
+            }
         }
     }
 }
@@ -191,6 +203,7 @@ fn approx_size_of_object(map: &Map<String, Value>) -> usize {
 mod tests {
     use super::*;
     use crate::masking::{Keyring, PiiKey, Policy};
+    use crate::records::PayloadFormat;
     use serde_json::json;
 
     fn classifier() -> Classifier {
@@ -285,16 +298,24 @@ mod tests {
 
     /// `body_rows` must give exactly what the general path gives.
     fn same_as_general_path(c: &Classifier, body: &[u8]) {
-        let decoded = crate::wire::decode_body(body);
-        let key = decoded
-            .envelope_id
-            .clone()
-            .unwrap_or_else(|| "message-id".to_owned());
-        let general = c.message_rows(key, decoded);
+        let general = |body: &[u8]| {
+            let decoded = crate::wire::decode_body(body);
+            let key = decoded
+                .envelope_id
+                .clone()
+                .unwrap_or_else(|| "message-id".to_owned());
+            c.message_rows(key, decoded)
+        };
         let fast = c.body_rows(body, "message-id");
-        assert_eq!(fast, general, "body {}", String::from_utf8_lossy(body));
+        assert_eq!(
+            fast,
+            general(body),
+            "body {}",
+            String::from_utf8_lossy(body)
+        );
         let encoded = crate::wire::encode_body(body);
-        assert_eq!(c.body_rows(encoded.as_bytes(), "message-id"), general);
+        let fast = c.body_rows(encoded.as_bytes(), "message-id");
+        assert_eq!(fast, general(encoded.as_bytes()));
     }
 
     fn classifier_with(policy: &str, max_record_bytes: usize) -> Classifier {

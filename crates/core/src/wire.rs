@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+mod top_object;
+use top_object::{TopObject, decode_object, is_known_version};
+
 /// Version written in every envelope.
 pub const ENVELOPE_VERSION: u32 = 1;
 
@@ -111,7 +114,9 @@ impl DecodedBody {
 pub fn decode_body(body: &[u8]) -> DecodedBody {
     match body_json(body) {
         BodyJson::Plain(json) => decode_json(json, body),
-        BodyJson::Decompressed(json) => decode_json(&json, &json),
+        // What cannot be read is kept as it came, compressed: its expansion
+        // may be a thousand times larger.
+        BodyJson::Decompressed(json) => decode_json(&json, body),
         BodyJson::Decoded(decoded) => decoded,
     }
 }
@@ -150,7 +155,7 @@ pub fn decode_body_with<R>(
         },
         BodyJson::Decompressed(json) => match raw_records(&json).and_then(fast) {
             Some(r) => Ok(r),
-            None => Err(decode_json(&json, &json)),
+            None => Err(decode_json(&json, body)),
         },
         BodyJson::Decoded(decoded) => Err(decoded),
     }
@@ -233,7 +238,7 @@ fn decompressed(body: &[u8], trimmed: &str) -> Result<Vec<u8>, DecodedBody> {
     if std::str::from_utf8(&json).is_err() {
         return Err(DecodedBody::invalid(
             "decompressed body is not valid UTF-8",
-            InvalidPayload::Raw(json),
+            InvalidPayload::Raw(body.to_vec()),
         ));
     }
     Ok(json)
@@ -277,9 +282,10 @@ impl<'de> Deserialize<'de> for RawEnvelope<'de> {
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
                 use serde::de::Error;
-                // A repeated key means "the last one wins" to `Value`:
-                // not worth matching here, decline instead.
+                // A repeated key or an unknown version: the general path
+                // rejects the body; decline and let it.
                 let mut id: Option<Option<String>> = None;
+                let mut seen_version = false;
                 let mut events = None;
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     if key == "events" {
@@ -301,6 +307,12 @@ impl<'de> Deserialize<'de> for RawEnvelope<'de> {
                         }
                         id = Some(envelope_id(Some(&value)));
                     }
+                    if key == "v" {
+                        if seen_version || !is_known_version(&value) {
+                            return Err(A::Error::custom("repeated or unknown v"));
+                        }
+                        seen_version = true;
+                    }
                 }
                 Ok(RawEnvelope {
                     id: id.flatten(),
@@ -312,10 +324,11 @@ impl<'de> Deserialize<'de> for RawEnvelope<'de> {
     }
 }
 
-/// The receipt key an envelope's `id` gives, if it is usable as one.
+/// The receipt key an envelope's `id` gives, if it has one: a non-empty
+/// string, in the form every database can store ([`crate::message_key`]).
 fn envelope_id(id: Option<&Value>) -> Option<String> {
     match id {
-        Some(Value::String(id)) if !id.is_empty() && id.len() <= 200 => Some(id.clone()),
+        Some(Value::String(id)) if !id.is_empty() => Some(crate::message_key::storable(id)),
         _ => None,
     }
 }
@@ -348,43 +361,32 @@ fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 fn decode_json(json: &[u8], original: &[u8]) -> DecodedBody {
-    match serde_json::from_slice::<Value>(json) {
-        Ok(value) => decode_value(value),
-        Err(e) => DecodedBody::invalid(
+    let object = json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed = if object {
+        serde_json::from_slice::<TopObject>(json).map(decode_object)
+    } else {
+        serde_json::from_slice::<Value>(json).map(decode_value)
+    };
+    parsed.unwrap_or_else(|e| {
+        DecodedBody::invalid(
             format!("invalid JSON at line {} column {}", e.line(), e.column()),
             InvalidPayload::Raw(original.to_vec()),
-        ),
-    }
+        )
+    })
 }
 
 /// Splits a parsed body into records: an envelope, an array or one object.
+/// A `Value` cannot show a repeated key; bodies read from text go through
+/// [`TopObject`], which does.
 pub fn decode_value(value: Value) -> DecodedBody {
     match value {
-        Value::Object(mut object) if is_envelope(&object) => {
-            let envelope_id = envelope_id(object.get("id"));
-            let Some(Value::Array(events)) = object.remove("events") else {
-                unreachable!("is_envelope checked the events array")
-            };
-            let mut body = records_of(events, "envelope has no events", Value::Object(object));
-            body.envelope_id = envelope_id;
-            body
-        }
-        Value::Object(object) => DecodedBody {
-            envelope_id: None,
-            items: vec![Item::Record(object)],
-        },
+        Value::Object(object) => decode_object(TopObject::from(object)),
         Value::Array(items) => records_of(items, "empty JSON array", Value::Array(vec![])),
         scalar => DecodedBody::invalid(
             "JSON scalar where an object or array was expected",
             InvalidPayload::Json(scalar),
         ),
     }
-}
-
-/// An envelope is an object whose `events` is an array. Sluice's carry
-/// `"v": 1`; TUNE's native deliveries carry other metadata beside the list.
-fn is_envelope(object: &Map<String, Value>) -> bool {
-    matches!(object.get("events"), Some(Value::Array(_)))
 }
 
 fn records_of(values: Vec<Value>, empty_reason: &str, empty_payload: Value) -> DecodedBody {
@@ -498,5 +500,108 @@ mod tests {
             reasons(&decode_body(empty_env.as_bytes())),
             vec!["envelope has no events"]
         );
+    }
+
+    /// The same through the general path and through `decode_body_with`'s
+    /// (whose `fast` would load everything it is offered).
+    fn both_ways(body: &[u8]) -> DecodedBody {
+        let general = decode_body(body);
+        let offered = decode_body_with(body, |_| Some(())).err();
+        assert_eq!(offered.as_ref(), Some(&general), "the fast path declined");
+        general
+    }
+
+    #[test]
+    fn repeated_structural_keys_reject_the_body_whole() {
+        let cases = [
+            (
+                r#"{"events":[{"a":1}],"events":[{"b":2},{"c":3}]}"#,
+                "envelope has a repeated \"events\" key",
+                3,
+            ),
+            (
+                r#"{"v":1,"id":"x","id":"y","events":[{"a":1}]}"#,
+                "envelope has a repeated \"id\" key",
+                1,
+            ),
+            (
+                r#"{"v":1,"v":1,"events":[{"a":1},{"b":2}]}"#,
+                "envelope has a repeated \"v\" key",
+                2,
+            ),
+            // A repeated `events` whose values are not arrays: still rejected,
+            // each value kept.
+            (
+                r#"{"events":{"a":1},"events":[],"events":7}"#,
+                "envelope has a repeated \"events\" key",
+                2,
+            ),
+            (
+                r#"{"events":[],"events":[]}"#,
+                "envelope has a repeated \"events\" key",
+                1,
+            ),
+        ];
+        for (json, reason, items) in cases {
+            for body in [json.to_owned(), encode_body(json.as_bytes())] {
+                let decoded = both_ways(body.as_bytes());
+                assert_eq!(decoded.items.len(), items, "{json}");
+                assert!(reasons(&decoded).iter().all(|r| *r == reason), "{json}");
+            }
+        }
+        // The id is kept when it alone is not what is repeated.
+        let decoded = decode_body(br#"{"id":"x","events":[{"a":1}],"events":[]}"#);
+        assert_eq!(decoded.envelope_id.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn unknown_envelope_versions_are_rejected() {
+        for v in ["2", "0", "\"x\"", "\"1\"", "1.0", "null", "-1", "[1]"] {
+            let json = format!(
+                r#"{{"v":{v},"id":"e","events":[{{"user_id":"u","ip":"1.2.3.4"}},{{"a":1}}]}}"#
+            );
+            for body in [json.clone(), encode_body(json.as_bytes())] {
+                let decoded = both_ways(body.as_bytes());
+                assert_eq!(
+                    reasons(&decoded),
+                    vec!["unknown envelope version (this writer reads \"v\": 1)"; 2],
+                    "{json}"
+                );
+            }
+        }
+        // No `v` (TUNE's own deliveries) and `"v": 1` are read.
+        for json in [r#"{"events":[{"a":1}]}"#, r#"{"v":1,"events":[{"a":1}]}"#] {
+            assert!(reasons(&decode_body(json.as_bytes())).is_empty());
+            assert!(decode_body_with(json.as_bytes(), |_| Some(())).is_ok());
+        }
+        // A record that is not an envelope may have any `v`, or repeat `id`.
+        let record = decode_body(br#"{"v":"x","id":1,"id":2,"user_id":"u"}"#);
+        assert!(reasons(&record).is_empty());
+        assert!(matches!(&record.items[0], Item::Record(r) if r["id"] == 2));
+    }
+
+    #[test]
+    fn unreadable_compressed_bodies_keep_the_compressed_original() {
+        let spaces = encode_body(&vec![b' '; 1 << 20]);
+        let bad_utf8 = encode_body(b"\xff\xff");
+        for body in [spaces, bad_utf8] {
+            let decoded = decode_body(body.as_bytes());
+            assert!(matches!(
+                &decoded.items[..],
+                [Item::Invalid { payload: InvalidPayload::Raw(raw), .. }] if raw == body.as_bytes()
+            ));
+        }
+    }
+
+    #[test]
+    fn envelope_ids_are_storable() {
+        let body = |id: &str| json!({"v": 1, "id": id, "events": [{"a": 1}]}).to_string();
+        let nul = decode_body(body("a\u{0}b").as_bytes());
+        let long = decode_body(body(&"k".repeat(300)).as_bytes());
+        for decoded in [&nul, &long] {
+            let id = decoded.envelope_id.as_deref().unwrap();
+            assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+        }
+        assert_ne!(nul.envelope_id, long.envelope_id);
     }
 }

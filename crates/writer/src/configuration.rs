@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use sluice_core::classify::DEFAULT_MAX_RECORD_BYTES;
+use sluice_core::classify::{DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_REJECTED_BYTES};
 use sluice_core::config::{
     ConfigError, DatabaseUrl, LogFormat, QueueUrl, env_parse, env_var, require_queue_url,
 };
@@ -52,6 +52,8 @@ pub struct Tuning {
     pub wait: Duration,
     /// Records larger than this are rejected (`WRITER_MAX_RECORD_BYTES`).
     pub max_record_bytes: usize,
+    /// Bound on one rejected row's payload (`WRITER_MAX_REJECTED_BYTES`).
+    pub max_rejected_bytes: usize,
     /// Database connections (`WRITER_DB_CONNECTIONS`).
     pub db_connections: u32,
     /// How long shutdown may keep retrying a held batch (`WRITER_SHUTDOWN_TIMEOUT_SECS`).
@@ -96,6 +98,11 @@ impl Tuning {
                 DEFAULT_MAX_RECORD_BYTES,
                 positive,
             )?,
+            max_rejected_bytes: env_parse(
+                "WRITER_MAX_REJECTED_BYTES",
+                DEFAULT_MAX_REJECTED_BYTES,
+                "expected a whole number of bytes, at least 1024",
+            )?,
             db_connections: env_parse("WRITER_DB_CONNECTIONS", 4, positive)?,
             shutdown_timeout: Duration::from_secs(env_parse(
                 "WRITER_SHUTDOWN_TIMEOUT_SECS",
@@ -116,6 +123,12 @@ impl Tuning {
             if value == 0 {
                 return Err(ConfigError::new(name, positive));
             }
+        }
+        if tuning.max_rejected_bytes < 1024 {
+            return Err(ConfigError::new(
+                "WRITER_MAX_REJECTED_BYTES",
+                "expected a whole number of bytes, at least 1024",
+            ));
         }
         if tuning.visibility < Duration::from_secs(2) {
             return Err(ConfigError::new(
@@ -138,6 +151,7 @@ impl Default for Tuning {
             visibility: Duration::from_secs(60),
             wait: Duration::from_secs(10),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_rejected_bytes: DEFAULT_MAX_REJECTED_BYTES,
             db_connections: 4,
             shutdown_timeout: Duration::from_secs(30),
             max_receive_count: 5,

@@ -60,7 +60,10 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) {
         let tuning = self.tuning;
         let leases = Leases::new(tuning.visibility);
-        let classifier = Arc::new(Classifier::new(self.masker, tuning.max_record_bytes));
+        let classifier = Arc::new(
+            Classifier::new(self.masker, tuning.max_record_bytes)
+                .with_max_rejected_bytes(tuning.max_rejected_bytes),
+        );
         // Room for two receives per consumer: enough to keep batches full, small
         // enough that a slow database stops the receiving, not memory.
         let (tx, rx) = mpsc::channel(tuning.consumers * 20);
