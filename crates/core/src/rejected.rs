@@ -28,7 +28,7 @@ pub fn masked_json(reason: String, text: String, max: usize) -> RejectedRow {
         cut -= 1;
     }
     RejectedRow {
-        reason: cut_reason(reason, "masked JSON", cut, text.as_bytes()),
+        reason: cut_reason(reason, " of masked JSON", cut, text.as_bytes()),
         payload: text[..cut].to_owned(),
         payload_format: PayloadFormat::MaskedJson,
     }
@@ -50,7 +50,7 @@ pub fn encrypted(reason: String, bytes: &[u8], masker: &Masker, max: usize) -> R
         };
     }
     RejectedRow {
-        reason: cut_reason(reason, "bytes", fits, bytes),
+        reason: cut_reason(reason, "", fits, bytes),
         payload: masker.encrypt(&bytes[..fits]),
         payload_format: PayloadFormat::Encrypted,
     }
@@ -60,7 +60,7 @@ fn cut_reason(reason: String, what: &str, kept: usize, whole: &[u8]) -> String {
     let digest = Sha256::digest(whole);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!(
-        "{reason}; payload cut to its first {kept} of {} {what} (WRITER_MAX_REJECTED_BYTES), sha256 of the whole {hex}",
+        "{reason}; payload cut to its first {kept} of {} bytes{what} (WRITER_MAX_REJECTED_BYTES), sha256 of the whole {hex}",
         whole.len()
     )
 }
@@ -120,7 +120,7 @@ mod tests {
         assert!(row.payload.len() <= 1001 && text.starts_with(&row.payload));
         assert!(
             row.reason
-                .contains(&format!("of {} masked JSON", text.len()))
+                .contains(&format!("of {} bytes of masked JSON", text.len()))
         );
     }
 }

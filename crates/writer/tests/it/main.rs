@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 
 mod delivery;
+mod hostile;
 mod outage;
 mod pipeline;
 mod processes;
