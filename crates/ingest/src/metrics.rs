@@ -18,8 +18,10 @@ pub const SQS_CALLS: &str = "sluice_ingest_sqs_calls_total";
 pub const SQS_CALL_SECONDS: &str = "sluice_ingest_sqs_call_seconds";
 pub const QUEUE_ERRORS: &str = "sluice_ingest_queue_errors_total";
 
-/// Help texts, once at start.
+/// Help texts, once at start. Installs the recorder first (if not yet):
+/// a description given before it exists goes nowhere.
 pub fn describe() {
+    let _ = sluice_core::telemetry::metrics_handle();
     metrics::describe_counter!(REQUESTS, "POST /events requests by HTTP status");
     metrics::describe_histogram!(REQUEST_SECONDS, "POST /events time to answer, seconds");
     metrics::describe_counter!(EVENTS_ACCEPTED, "events answered 202 (in the queue)");

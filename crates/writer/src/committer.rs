@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Delivery;
 use crate::lease::Leases;
+use crate::metrics;
 
 #[derive(Clone)]
 pub struct Committer {
@@ -160,8 +161,7 @@ impl Committer {
                         .map(|m| m.key.as_str())
                         .unwrap_or_default();
                     tracing::error!(%reason, message_key = key, "database refuses a message; leaving it to the dead-letter queue");
-                    metrics::counter!("sluice_writer_errors_total", "kind" => "db_permanent")
-                        .increment(1);
+                    metrics::error("db_permanent", 1);
                 }
                 // Given up only when shutting down: released for redelivery.
                 Err(SinkError::Transient(_) | SinkError::Configuration(_)) => {}
@@ -191,29 +191,14 @@ impl Committer {
                         commit_ms = elapsed.as_millis() as u64,
                         "batch committed"
                     );
-                    metrics::histogram!("sluice_writer_batch_commit_seconds")
-                        .record(elapsed.as_secs_f64());
-                    metrics::counter!("sluice_writer_rows_written_total", "table" => "user_logins")
-                        .increment(outcome.logins_written);
-                    metrics::counter!("sluice_writer_rows_written_total", "table" => "rejected_records")
-                        .increment(outcome.rejected_written);
-                    metrics::counter!("sluice_writer_rows_written_total", "table" => "tune_events")
-                        .increment(outcome.tune_events_written);
-                    metrics::counter!("sluice_writer_rows_written_total", "table" => "tune_adjustments")
-                        .increment(outcome.tune_adjustments_written);
-                    metrics::counter!("sluice_writer_rejected_records_total")
-                        .increment(outcome.rejected_written);
-                    metrics::counter!("sluice_writer_duplicate_messages_total")
-                        .increment(outcome.duplicate_keys.len() as u64);
-                    metrics::counter!("sluice_writer_batches_committed_total").increment(1);
+                    metrics::committed(&outcome, elapsed);
                     return Ok(());
                 }
                 Err(e @ SinkError::Permanent(_)) => return Err(e),
                 // A TLS certificate that stopped being trusted mid-run is
                 // retried like an outage: no message is given up for it.
                 Err(SinkError::Transient(reason) | SinkError::Configuration(reason)) => {
-                    metrics::counter!("sluice_writer_errors_total", "kind" => "db_transient")
-                        .increment(1);
+                    metrics::error("db_transient", 1);
                     if shutdown.is_cancelled() {
                         let limit = *give_up_at
                             .get_or_insert_with(|| Instant::now() + self.shutdown_timeout);
@@ -240,17 +225,14 @@ impl Committer {
                         for f in &failures {
                             tracing::warn!(code = %f.code, "delete of a committed message failed; its receipt will skip it");
                         }
-                        metrics::counter!("sluice_writer_messages_deleted_total")
-                            .increment((chunk.len() - failures.len()) as u64);
+                        metrics::deleted(chunk.len() - failures.len());
                         if !failures.is_empty() {
-                            metrics::counter!("sluice_writer_errors_total", "kind" => "queue_delete")
-                                .increment(failures.len() as u64);
+                            metrics::error("queue_delete", failures.len() as u64);
                         }
                         break;
                     }
                     Err(e) => {
-                        metrics::counter!("sluice_writer_errors_total", "kind" => "queue_delete")
-                            .increment(1);
+                        metrics::error("queue_delete", 1);
                         tracing::warn!(error = %e, attempt, "delete failed");
                         tokio::time::sleep(backoff.next_delay()).await;
                     }
@@ -278,8 +260,7 @@ pub async fn release(queue: &dyn Queue, handles: &[String]) {
     for chunk in handles.chunks(MAX_BATCH_ENTRIES) {
         match queue.change_visibility_batch(chunk, Duration::ZERO).await {
             Ok(failures) => {
-                metrics::counter!("sluice_writer_messages_released_total")
-                    .increment((chunk.len() - failures.len()) as u64);
+                metrics::released(chunk.len() - failures.len());
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not release messages; they return after their visibility timeout")

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Leases;
+use crate::metrics;
 
 /// A received message and the rows it becomes.
 #[derive(Debug)]
@@ -64,8 +65,7 @@ impl Consumer {
                     messages
                 }
                 Err(e) => {
-                    metrics::counter!("sluice_writer_errors_total", "kind" => "queue_receive")
-                        .increment(1);
+                    metrics::error("queue_receive", 1);
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");
                     tokio::select! {
@@ -78,8 +78,7 @@ impl Consumer {
             if messages.is_empty() {
                 continue;
             }
-            metrics::counter!("sluice_writer_messages_received_total")
-                .increment(messages.len() as u64);
+            metrics::received(messages.len());
             for m in &messages {
                 self.leases.hold(&m.receipt_handle);
             }
@@ -90,25 +89,23 @@ impl Consumer {
             for message in messages {
                 let classifier = Arc::clone(&self.classifier);
                 let handle = message.receipt_handle.clone();
-                let mut delivery = match tokio::task::spawn_blocking(move || {
-                    to_delivery(&classifier, message)
-                })
-                .await
-                {
-                    Ok(delivery) => delivery,
-                    Err(_) => {
-                        // A bug in decoding: stop holding the message so it
-                        // comes back after its visibility timeout and, if it
-                        // repeats, ends in the dead-letter queue.
-                        tracing::error!(
-                            "decoding task failed; message left to the queue's redrive policy"
-                        );
-                        metrics::counter!("sluice_writer_errors_total", "kind" => "decode_panic")
-                            .increment(1);
-                        self.leases.forget([&handle]);
-                        continue;
-                    }
-                };
+                let mut delivery =
+                    match tokio::task::spawn_blocking(move || to_delivery(&classifier, message))
+                        .await
+                    {
+                        Ok(delivery) => delivery,
+                        Err(_) => {
+                            // A bug in decoding: stop holding the message so it
+                            // comes back after its visibility timeout and, if it
+                            // repeats, ends in the dead-letter queue.
+                            tracing::error!(
+                                "decoding task failed; message left to the queue's redrive policy"
+                            );
+                            metrics::error("decode_panic", 1);
+                            self.leases.forget([&handle]);
+                            continue;
+                        }
+                    };
                 tracing::debug!(rows = delivery.rows.row_count(), "message decoded");
                 let share = delivery.rows.row_count().clamp(1, self.max_held_rows) as u32;
                 match Arc::clone(&self.row_budget).acquire_many_owned(share).await {

@@ -14,6 +14,8 @@ use sluice_core::queue::{MAX_BATCH_ENTRIES, Queue};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
+
 #[derive(Debug, Clone)]
 pub struct Leases {
     held: Arc<Mutex<HashMap<String, Instant>>>,
@@ -81,18 +83,17 @@ impl Leases {
                                 // received again elsewhere); the receipt in the
                                 // database keeps its rows from landing twice.
                                 tracing::warn!(code = %f.code, "could not extend a message's visibility");
-                                metrics::counter!("sluice_writer_errors_total", "kind" => "queue_visibility").increment(1);
+                                metrics::error("queue_visibility", 1);
                                 held.remove(handle);
                             } else if let Some(deadline) = held.get_mut(handle) {
                                 *deadline = started + self.visibility;
                             }
                         }
-                        metrics::counter!("sluice_writer_visibility_extensions_total")
-                            .increment((chunk.len() - failures.len()) as u64);
+                        metrics::extended(chunk.len() - failures.len());
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "visibility extension failed; will retry");
-                        metrics::counter!("sluice_writer_errors_total", "kind" => "queue_visibility").increment(1);
+                        metrics::error("queue_visibility", 1);
                     }
                 }
             }

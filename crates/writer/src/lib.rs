@@ -9,4 +9,5 @@ pub mod configuration;
 pub mod consumer;
 pub mod http;
 pub mod lease;
+pub mod metrics;
 pub mod startup;

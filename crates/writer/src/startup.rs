@@ -58,6 +58,7 @@ impl Application {
     /// and deletes what it holds, releases what it could not commit, and
     /// returns.
     pub async fn run(self, shutdown: CancellationToken) {
+        crate::metrics::describe();
         let tuning = self.tuning;
         let leases = Leases::new(tuning.visibility);
         let classifier = Arc::new(

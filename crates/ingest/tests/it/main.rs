@@ -6,4 +6,5 @@ mod helpers;
 mod api;
 mod binary;
 mod delivery;
+mod metrics;
 mod shutdown;

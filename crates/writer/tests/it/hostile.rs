@@ -223,7 +223,12 @@ async fn rejected_payloads_are_bounded(backend: Backend, kind: &str) {
             assert!(r.reason.contains("sha256 of the whole "), "{}", r.reason);
         }
     }
-    assert_eq!(cut, 2, "the junk body and the big record are cut: {:?}", reasons(&rejected));
+    assert_eq!(
+        cut,
+        2,
+        "the junk body and the big record are cut: {:?}",
+        reasons(&rejected)
+    );
     let by_reason = |start: &str| {
         rejected
             .iter()

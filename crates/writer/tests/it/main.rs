@@ -9,6 +9,7 @@ mod binary;
 
 mod delivery;
 mod hostile;
+mod metrics;
 mod outage;
 mod pipeline;
 mod processes;

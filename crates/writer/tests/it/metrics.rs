@@ -1,0 +1,94 @@
+//! The real `sluice-writer` binary's `/metrics`: every metric has `# HELP`
+//! and `# TYPE`, and `promtool check metrics` finds nothing to say.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_core::wire::Envelope;
+
+use crate::binary::{drain, sigterm, writer};
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_writer_metric_is_described_and_promtool_is_satisfied() {
+    let queue = TestQueue::embedded();
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::Sqlite(dir.path().join("m.db"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = queue.env();
+    env.extend([
+        ("DATABASE_URL", db.url_string()),
+        ("PII_KEY", test_key_base64()),
+        ("WRITER_ADDR", format!("127.0.0.1:{port}")),
+        ("WRITER_WAIT_SECS", "1".to_owned()),
+        ("WRITER_LINGER_MS", "50".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ]);
+    // A login, a rejected record, and the same envelope twice (a duplicate):
+    // rows, rejections, duplicates and deletes all get counted.
+    let envelope = Envelope::new(vec![
+        json!({"user_id": "m-1", "ip": "198.51.100.41"}),
+        json!({"not": "a login"}),
+    ])
+    .encode();
+    queue.send(std::slice::from_ref(&envelope)).await;
+    let mut child = writer(dir.path(), &env, &[]).spawn().unwrap();
+    let _stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let scrape = || async {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status() == 200 => r.text().await.unwrap_or_default(),
+            _ => String::new(),
+        }
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the first message deleted",
+        || async { metric_value(&scrape().await, "sluice_writer_messages_deleted_total") >= 1.0 },
+    )
+    .await;
+    queue.send(&[envelope]).await;
+    eventually(Duration::from_secs(60), "the duplicate skipped", || async {
+        metric_value(&scrape().await, "sluice_writer_duplicate_messages_total") >= 1.0
+    })
+    .await;
+    let text = scrape().await;
+    sigterm(child.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{}", stderr.await.unwrap_or_default());
+
+    for family in [
+        "sluice_writer_messages_received_total",
+        "sluice_writer_rows_written_total",
+        "sluice_writer_rejected_records_total",
+        "sluice_writer_duplicate_messages_total",
+        "sluice_writer_batch_commit_seconds",
+        "sluice_writer_batches_committed_total",
+        "sluice_writer_messages_deleted_total",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no help for {family}:\n{text}"
+        );
+    }
+    let missing = sluice_testkit::undescribed_metrics(&text);
+    assert!(missing.is_empty(), "without HELP or TYPE: {missing:?}");
+    assert!(
+        !text.contains("198.51.100.41"),
+        "a record value in /metrics"
+    );
+    let findings = require!(sluice_testkit::promtool_check(&text));
+    assert!(
+        findings.is_empty(),
+        "promtool check metrics: {findings}\n{text}"
+    );
+}
