@@ -4,6 +4,7 @@
 //! `SLUICE_REQUIRE_SERVICES=1`; waiting is polling with a deadline, never a
 //! sleep standing in for a condition.
 
+pub mod bodies;
 pub mod pg_cluster;
 
 use std::future::Future;

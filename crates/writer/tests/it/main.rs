@@ -6,6 +6,7 @@ mod helpers;
 
 mod bad_input;
 mod binary;
+mod body_props;
 
 mod delivery;
 mod hostile;
