@@ -89,3 +89,70 @@ on_both_queues! {
     body_props_postgres => bodies_land_or_are_rejected("postgres");
     body_props_sqlite => bodies_land_or_are_rejected("sqlite");
 }
+
+/// The generated bodies through the real binary, debug logging on: every
+/// record accounted for, and no address from them in any log line.
+async fn bodies_through_the_binary_log_no_pii(backend: Backend) {
+    use crate::binary::{drain, sigterm, writer};
+    let queue = require!(TestQueue::new(backend, 30).await);
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::Sqlite(dir.path().join("p.db"));
+    let mut runner = TestRunner::deterministic();
+    let bodies: Vec<Body> = (100..130)
+        .map(|n| body(n).new_tree(&mut runner).unwrap().current())
+        .collect();
+    let expected: i64 = bodies.iter().map(|b| b.records as i64).sum();
+    let texts: Vec<String> = bodies.iter().map(|b| b.text.clone()).collect();
+    queue.send(&texts).await;
+    let mut env = queue.env();
+    env.extend([
+        ("DATABASE_URL", db.url_string()),
+        ("PII_KEY", test_key_base64()),
+        ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
+        ("WRITER_WAIT_SECS", "1".to_owned()),
+        ("WRITER_LINGER_MS", "50".to_owned()),
+        ("RUST_LOG", "debug".to_owned()),
+    ]);
+    let mut child = writer(dir.path(), &env, &[]).spawn().unwrap();
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    eventually(Duration::from_secs(90), "every message deleted", || async {
+        queue.remaining().await == 0
+    })
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the writer keeps running"
+    );
+    sigterm(child.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within 30 s of SIGTERM")
+        .unwrap();
+    let logs = format!("{}{}", stdout.await.unwrap(), stderr.await.unwrap());
+    assert!(status.success(), "{logs}");
+    assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
+    let mut landed = 0;
+    for table in [
+        "user_logins",
+        "tune_events",
+        "tune_adjustments",
+        "rejected_records",
+    ] {
+        landed += db.count(table).await;
+    }
+    assert_eq!(landed, expected, "landed + rejected = records sent");
+    if let Some(line) = logs.lines().find(|l| l.contains("198.51.100.")) {
+        panic!("a plaintext address in the logs: {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_bodies_through_the_binary_log_no_pii() {
+    bodies_through_the_binary_log_no_pii(Backend::Sqs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bodies_through_the_binary_log_no_pii() {
+    bodies_through_the_binary_log_no_pii(Backend::Embedded).await;
+}
