@@ -168,3 +168,96 @@ fn rejected_envelope(mut top: TopObject, reason: &str) -> DecodedBody {
 pub(super) fn is_known_version(v: &Value) -> bool {
     v.as_u64() == Some(u64::from(ENVELOPE_VERSION))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::wire::{DecodedBody, Item, decode_body, decode_body_with, encode_body};
+
+    fn reasons(body: &DecodedBody) -> Vec<&str> {
+        body.items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Invalid { reason, .. } => Some(reason.as_str()),
+                Item::Record(_) => None,
+            })
+            .collect()
+    }
+
+    /// The same through the general path and through `decode_body_with`'s
+    /// (whose `fast` would load everything it is offered).
+    fn both_ways(body: &[u8]) -> DecodedBody {
+        let general = decode_body(body);
+        let offered = decode_body_with(body, |_| Some(())).err();
+        assert_eq!(offered.as_ref(), Some(&general), "the fast path declined");
+        general
+    }
+
+    #[test]
+    fn repeated_structural_keys_reject_the_body_whole() {
+        let cases = [
+            (
+                r#"{"events":[{"a":1}],"events":[{"b":2},{"c":3}]}"#,
+                "envelope has a repeated \"events\" key",
+                3,
+            ),
+            (
+                r#"{"v":1,"id":"x","id":"y","events":[{"a":1}]}"#,
+                "envelope has a repeated \"id\" key",
+                1,
+            ),
+            (
+                r#"{"v":1,"v":1,"events":[{"a":1},{"b":2}]}"#,
+                "envelope has a repeated \"v\" key",
+                2,
+            ),
+            // A repeated `events` whose values are not arrays: still rejected,
+            // each value kept.
+            (
+                r#"{"events":{"a":1},"events":[],"events":7}"#,
+                "envelope has a repeated \"events\" key",
+                2,
+            ),
+            (
+                r#"{"events":[],"events":[]}"#,
+                "envelope has a repeated \"events\" key",
+                1,
+            ),
+        ];
+        for (json, reason, items) in cases {
+            for body in [json.to_owned(), encode_body(json.as_bytes())] {
+                let decoded = both_ways(body.as_bytes());
+                assert_eq!(decoded.items.len(), items, "{json}");
+                assert!(reasons(&decoded).iter().all(|r| *r == reason), "{json}");
+            }
+        }
+        // The id is kept when it alone is not what is repeated.
+        let decoded = decode_body(br#"{"id":"x","events":[{"a":1}],"events":[]}"#);
+        assert_eq!(decoded.envelope_id.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn unknown_envelope_versions_are_rejected() {
+        for v in ["2", "0", "\"x\"", "\"1\"", "1.0", "null", "-1", "[1]"] {
+            let json = format!(
+                r#"{{"v":{v},"id":"e","events":[{{"user_id":"u","ip":"1.2.3.4"}},{{"a":1}}]}}"#
+            );
+            for body in [json.clone(), encode_body(json.as_bytes())] {
+                let decoded = both_ways(body.as_bytes());
+                assert_eq!(
+                    reasons(&decoded),
+                    vec!["unknown envelope version (this writer reads \"v\": 1)"; 2],
+                    "{json}"
+                );
+            }
+        }
+        // No `v` (TUNE's own deliveries) and `"v": 1` are read.
+        for json in [r#"{"events":[{"a":1}]}"#, r#"{"v":1,"events":[{"a":1}]}"#] {
+            assert!(reasons(&decode_body(json.as_bytes())).is_empty());
+            assert!(decode_body_with(json.as_bytes(), |_| Some(())).is_ok());
+        }
+        // A record that is not an envelope may have any `v`, or repeat `id`.
+        let record = decode_body(br#"{"v":"x","id":1,"id":2,"user_id":"u"}"#);
+        assert!(reasons(&record).is_empty());
+        assert!(matches!(&record.items[0], Item::Record(r) if r["id"] == 2));
+    }
+}
