@@ -9,6 +9,7 @@
 
 pub mod sqlite;
 pub mod sqs;
+pub mod sqs_error;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::QueueUrl;
+pub use sqs_error::SqsErrorKind;
 
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,19 @@ pub struct EntryFailure {
     pub sender_fault: bool,
 }
 
+impl EntryFailure {
+    /// What the entry's code means, however the server spells it.
+    pub fn kind(&self) -> SqsErrorKind {
+        sqs_error::classify_code(&self.code)
+    }
+
+    /// The server refused this entry's body as too large (a fault of the
+    /// sender's: re-pack smaller rather than retry).
+    pub fn is_too_large(&self) -> bool {
+        self.sender_fault && self.kind().is_too_large()
+    }
+}
+
 /// Result of a send: the message id of each accepted entry, failures by index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SendOutcome {
@@ -52,22 +67,32 @@ pub struct QueueError {
     /// The service's error code when it answered (`AWS.SimpleQueueService.NonExistentQueue`, ...).
     pub code: Option<String>,
     pub message: String,
+    /// What the error means: from the SDK's typed variant when it has one,
+    /// else from the code (any spelling), else [`SqsErrorKind::Other`].
+    pub kind: SqsErrorKind,
 }
 
 impl QueueError {
     pub fn new(code: Option<String>, message: impl Into<String>) -> Self {
+        let kind = code
+            .as_deref()
+            .map_or(SqsErrorKind::Other, sqs_error::classify_code);
         Self {
             code,
             message: message.into(),
+            kind,
         }
+    }
+
+    /// The same error, with a meaning known better than its code tells.
+    pub fn with_kind(mut self, kind: SqsErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The batch or a message in it is over the queue's size limit.
     pub fn is_too_large(&self) -> bool {
-        matches!(
-            self.code.as_deref(),
-            Some("BatchRequestTooLong" | "InvalidParameterValue" | "MessageTooLong")
-        )
+        self.kind.is_too_large()
     }
 }
 
@@ -112,6 +137,10 @@ pub trait Queue: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+/// How long a service waits at start for the queue to answer: the SQS
+/// queue-name lookup, and then [`check_answers`], each get this long.
+pub const STARTUP_CHECK: Duration = Duration::from_secs(15);
+
 /// Checks that a connected queue answers (its counts), so a wrong URL or
 /// missing credentials stop a service at start rather than in a loop; the
 /// reason otherwise.
@@ -119,19 +148,21 @@ pub async fn check_answers(queue: &dyn Queue, within: Duration) -> Result<(), St
     match tokio::time::timeout(within, queue.counts()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} s", within.as_secs())),
+        Err(_) => Err(format!("did not answer within {} s", within.as_secs())),
     }
 }
 
 /// Connects to the queue a QUEUE_URL names (SQS or embedded); does not create
-/// anything in SQS. An embedded queue file that does not exist yet is created
+/// anything in SQS. An SQS endpoint that does not answer the queue-name
+/// lookup within [`STARTUP_CHECK`] is an error saying so. An embedded queue file that does not exist yet is created
 /// with its schema (redrive after [`sqlite::DEFAULT_MAX_RECEIVE_COUNT`]
 /// receives), so a first run on one machine works without `setup`.
 pub async fn connect(url: &QueueUrl) -> Result<Arc<dyn Queue>, QueueError> {
     match url {
         QueueUrl::Sqs(url) => {
             let settings = sqs::SqsSettings::from_env(url.clone());
-            Ok(Arc::new(sqs::SqsQueue::connect(&settings).await))
+            let queue = sqs::SqsQueue::connect_within(&settings, STARTUP_CHECK).await?;
+            Ok(Arc::new(queue))
         }
         QueueUrl::Sqlite(path) => {
             let path = path.clone();

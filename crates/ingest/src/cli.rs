@@ -1,7 +1,5 @@
 //! The command line: flags, start-up checks, and serving until a signal.
 
-use std::time::Duration;
-
 use clap::Parser;
 use sluice_core::config::ConfigError;
 use sluice_core::queue::{self, Queue};
@@ -70,7 +68,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
 /// Checks the queue answers, so a wrong URL fails at start, not on the
 /// first request.
 async fn check_queue(queue: &dyn Queue) -> Result<(), RunError> {
-    queue::check_answers(queue, Duration::from_secs(15))
+    queue::check_answers(queue, queue::STARTUP_CHECK)
         .await
         .map_err(|reason| RunError::QueueUnreachable {
             url: queue.describe(),

@@ -500,12 +500,8 @@ impl Flush {
                 continue;
             };
             answered[failure.index] = true;
-            let too_large = failure.sender_fault
-                && matches!(
-                    failure.code.as_str(),
-                    "InvalidParameterValue" | "MessageTooLong"
-                );
-            if too_large {
+            // Any spelling: LocalStack says `InvalidParameterValueException`.
+            if failure.is_too_large() {
                 metrics::queue_error("message_too_large");
                 self.split(m, bodies[failure.index].len());
             } else {

@@ -111,7 +111,7 @@ async fn connect_queue(common: &CommonArgs) -> Result<Arc<dyn Queue>, RunError> 
 
 /// Checks the queue answers, so a wrong URL fails at start, not in a loop.
 async fn check_queue(queue: &dyn Queue) -> Result<(), RunError> {
-    queue::check_answers(queue, Duration::from_secs(15))
+    queue::check_answers(queue, queue::STARTUP_CHECK)
         .await
         .map_err(|reason| RunError::QueueUnreachable {
             url: queue.describe(),

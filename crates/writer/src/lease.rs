@@ -79,12 +79,16 @@ impl Leases {
                         let mut held = self.lock();
                         for (i, handle) in chunk.iter().enumerate() {
                             if let Some(f) = failures.iter().find(|f| f.index == i) {
-                                // The handle is gone (deleted, or the message was
-                                // received again elsewhere); the receipt in the
-                                // database keeps its rows from landing twice.
-                                tracing::warn!(code = %f.code, "could not extend a message's visibility");
+                                tracing::warn!(code = %f.code, kind = %f.kind(), "could not extend a message's visibility");
                                 metrics::error("queue_visibility", 1);
-                                held.remove(handle);
+                                // A handle that is gone (deleted, or the message
+                                // received again elsewhere) is let go: the
+                                // receipt in the database keeps its rows from
+                                // landing twice. Any other refusal (throttled,
+                                // a server error) is tried again next tick.
+                                if f.kind().handle_is_gone() || !f.kind().is_transient() {
+                                    held.remove(handle);
+                                }
                             } else if let Some(deadline) = held.get_mut(handle) {
                                 *deadline = started + self.visibility;
                             }

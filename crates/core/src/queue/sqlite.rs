@@ -74,6 +74,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::sqs_error::codes;
 use super::{
     EntryFailure, MAX_BATCH_ENTRIES, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome,
 };
@@ -227,7 +228,7 @@ impl SqliteQueue {
     pub fn set_max_receive_count(&self, n: u32) -> Result<(), QueueError> {
         if n == 0 {
             return Err(QueueError::new(
-                Some("InvalidParameterValue".into()),
+                Some(codes::INVALID_PARAMETER_VALUE.into()),
                 "the maximum receive count must be at least 1",
             ));
         }
@@ -563,7 +564,7 @@ fn parse_handle(handle: &str) -> Option<(i64, i64)> {
 fn invalid_handle(index: usize) -> EntryFailure {
     EntryFailure {
         index,
-        code: "ReceiptHandleIsInvalid".into(),
+        code: codes::RECEIPT_HANDLE_IS_INVALID.into(),
         sender_fault: true,
     }
 }
@@ -572,13 +573,13 @@ fn invalid_handle(index: usize) -> EntryFailure {
 fn check_batch_len(len: usize) -> Result<(), QueueError> {
     if len == 0 {
         return Err(QueueError::new(
-            Some("EmptyBatchRequest".into()),
+            Some(codes::EMPTY_BATCH_REQUEST.into()),
             "EmptyBatchRequest: the batch has no entries",
         ));
     }
     if len > MAX_BATCH_ENTRIES {
         return Err(QueueError::new(
-            Some("TooManyEntriesInBatchRequest".into()),
+            Some(codes::TOO_MANY_ENTRIES_IN_BATCH_REQUEST.into()),
             format!("TooManyEntriesInBatchRequest: {len} entries, at most {MAX_BATCH_ENTRIES}"),
         ));
     }
@@ -588,10 +589,10 @@ fn check_batch_len(len: usize) -> Result<(), QueueError> {
 /// Why SQS would refuse this body, if it would.
 fn refusal(body: &str) -> Option<&'static str> {
     if body.is_empty() {
-        return Some("MissingParameter");
+        return Some(codes::MISSING_PARAMETER);
     }
     if body.len() > MAX_MESSAGE_BYTES {
-        return Some("MessageTooLong");
+        return Some(codes::MESSAGE_TOO_LONG);
     }
     // SQS accepts the characters XML allows: #x9 | #xA | #xD | #x20-#xD7FF |
     // #xE000-#xFFFD | #x10000-#x10FFFF (Rust strings hold no surrogates).
@@ -599,7 +600,7 @@ fn refusal(body: &str) -> Option<&'static str> {
         matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
             || c >= '\u{10000}'
     };
-    (!body.chars().all(allowed)).then_some("InvalidMessageContents")
+    (!body.chars().all(allowed)).then_some(codes::INVALID_MESSAGE_CONTENTS)
 }
 
 /// What one receive attempt found.
@@ -755,7 +756,7 @@ impl Queue for SqliteQueue {
         }
         if total > MAX_BATCH_BYTES {
             return Err(QueueError::new(
-                Some("BatchRequestTooLong".into()),
+                Some(codes::BATCH_REQUEST_TOO_LONG.into()),
                 format!(
                     "BatchRequestTooLong: the bodies total {total} bytes, at most {MAX_BATCH_BYTES}"
                 ),

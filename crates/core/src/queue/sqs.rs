@@ -20,7 +20,19 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 
-use super::{EntryFailure, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome};
+use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError;
+use aws_sdk_sqs::operation::create_queue::CreateQueueError;
+use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
+use aws_sdk_sqs::operation::set_queue_attributes::SetQueueAttributesError;
+
+use super::{
+    EntryFailure, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome, SqsErrorKind,
+};
+use crate::backoff::Backoff;
 use crate::config::env_var;
 
 /// Where and how to reach SQS.
@@ -81,12 +93,23 @@ fn region_from_url(url: &str) -> Option<String> {
 /// The URL the service itself uses for the queue. AWS and LocalStack accept
 /// any spelling of the host; some emulators (fauxqs) know a queue only by
 /// the URL they returned (`sqs.<region>.<host>`), so for a non-AWS endpoint
-/// the name is looked up once. When that fails the configured URL is kept,
-/// and the start-up check reports the problem.
-async fn canonical_url(client: &Client, settings: &SqsSettings) -> String {
+/// the name is looked up.
+///
+/// The lookup is retried while the server does not answer (or is
+/// throttling) until `within` has passed, and then fails with "did not
+/// answer within N s": falling back to the configured URL after a stall
+/// made a frozen-then-thawed emulator report "the queue does not exist",
+/// pointing the operator the wrong way. Any other answer (the name unknown,
+/// no `GetQueueUrl`) keeps the configured URL, and the start-up check
+/// reports what is wrong with it.
+async fn canonical_url(
+    client: &Client,
+    settings: &SqsSettings,
+    within: Duration,
+) -> Result<String, QueueError> {
     let configured = settings.queue_url.clone();
     if SqsSettings::is_aws_host(&configured) {
-        return configured;
+        return Ok(configured);
     }
     let Some(name) = configured
         .trim_end_matches('/')
@@ -94,18 +117,48 @@ async fn canonical_url(client: &Client, settings: &SqsSettings) -> String {
         .next()
         .filter(|n| !n.is_empty())
     else {
-        return configured;
+        return Ok(configured);
     };
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        client.get_queue_url().queue_name(name).send(),
-    )
-    .await
-    {
-        Ok(Ok(out)) => out.queue_url().map_or(configured, str::to_owned),
-        _ => configured,
+    let deadline = tokio::time::Instant::now() + within;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut last = None;
+    loop {
+        // One attempt may hang on a frozen server: bound it, so a lost
+        // connection is retried rather than waited out.
+        let attempt = tokio::time::Instant::now() + LOOKUP_ATTEMPT;
+        match tokio::time::timeout_at(
+            attempt.min(deadline),
+            client.get_queue_url().queue_name(name).send(),
+        )
+        .await
+        {
+            Ok(Ok(out)) => return Ok(out.queue_url().map_or(configured, str::to_owned)),
+            Ok(Err(e)) => {
+                let e = queue_error(e);
+                if !e.kind.is_transient() {
+                    return Ok(configured);
+                }
+                last = Some(e.to_string());
+            }
+            Err(_) => {}
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            let mut reason = format!(
+                "the SQS endpoint did not answer within {} s",
+                within.as_secs()
+            );
+            if let Some(last) = last {
+                reason.push_str(&format!(" (last error: {last})"));
+            }
+            return Err(QueueError::new(None, reason).with_kind(SqsErrorKind::NoAnswer));
+        }
+        tokio::time::sleep_until((now + backoff.next_delay()).min(deadline)).await;
     }
 }
+
+/// How long one queue-name lookup may take before it is tried again.
+const LOOKUP_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// An SQS queue.
 #[derive(Debug, Clone)]
@@ -171,15 +224,112 @@ pub async fn client(settings: &SqsSettings) -> Client {
 
 fn queue_error<E>(err: aws_sdk_sqs::error::SdkError<E>) -> QueueError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + TypedKind + std::error::Error + 'static,
 {
+    use aws_sdk_sqs::error::SdkError;
     let code = err.code().map(str::to_owned);
     let message = match (&code, err.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.clone(),
         _ => one_line(&DisplayErrorContext(&err).to_string()),
     };
-    QueueError::new(code, message)
+    let typed = match &err {
+        SdkError::ServiceError(e) => e.err().typed_kind(),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Some(SqsErrorKind::NoAnswer),
+        _ => None,
+    };
+    let error = QueueError::new(code, message);
+    match typed {
+        Some(kind) => error.with_kind(kind),
+        None => error,
+    }
+}
+
+/// The SDK's typed error variants, where an operation has them: they mean
+/// the same whichever spelling of the code the server sent (the SDK matches
+/// the spellings it knows; the others arrive unhandled and are classified
+/// by their code).
+pub(crate) trait TypedKind {
+    fn typed_kind(&self) -> Option<SqsErrorKind>;
+}
+
+macro_rules! typed_kinds {
+    ($($error:ty => { $($variant:ident => $kind:ident),* $(,)? })*) => {
+        $(
+            impl TypedKind for $error {
+                fn typed_kind(&self) -> Option<SqsErrorKind> {
+                    match self {
+                        $(Self::$variant(_) => Some(SqsErrorKind::$kind),)*
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+typed_kinds! {
+    SendMessageBatchError => {
+        BatchRequestTooLong => BatchTooLong,
+        BatchEntryIdsNotDistinct => BadBatch,
+        EmptyBatchRequest => BadBatch,
+        InvalidBatchEntryId => BadBatch,
+        TooManyEntriesInBatchRequest => BadBatch,
+        QueueDoesNotExist => QueueMissing,
+        RequestThrottled => Throttled,
+        KmsThrottled => Throttled,
+        InvalidSecurity => AccessDenied,
+        KmsAccessDenied => AccessDenied,
+    }
+    ReceiveMessageError => {
+        QueueDoesNotExist => QueueMissing,
+        RequestThrottled => Throttled,
+        KmsThrottled => Throttled,
+        OverLimit => Throttled,
+        InvalidSecurity => AccessDenied,
+        KmsAccessDenied => AccessDenied,
+    }
+    DeleteMessageBatchError => {
+        BatchEntryIdsNotDistinct => BadBatch,
+        EmptyBatchRequest => BadBatch,
+        InvalidBatchEntryId => BadBatch,
+        TooManyEntriesInBatchRequest => BadBatch,
+        QueueDoesNotExist => QueueMissing,
+        RequestThrottled => Throttled,
+        InvalidSecurity => AccessDenied,
+    }
+    ChangeMessageVisibilityBatchError => {
+        BatchEntryIdsNotDistinct => BadBatch,
+        EmptyBatchRequest => BadBatch,
+        InvalidBatchEntryId => BadBatch,
+        TooManyEntriesInBatchRequest => BadBatch,
+        QueueDoesNotExist => QueueMissing,
+        RequestThrottled => Throttled,
+        InvalidSecurity => AccessDenied,
+    }
+    GetQueueAttributesError => {
+        QueueDoesNotExist => QueueMissing,
+        RequestThrottled => Throttled,
+        InvalidSecurity => AccessDenied,
+    }
+    GetQueueUrlError => {
+        QueueDoesNotExist => QueueMissing,
+        RequestThrottled => Throttled,
+        InvalidSecurity => AccessDenied,
+    }
+    CreateQueueError => {
+        QueueDeletedRecently => QueueMissing,
+        InvalidAttributeValue => InvalidParameter,
+        RequestThrottled => Throttled,
+        InvalidSecurity => AccessDenied,
+    }
+    SetQueueAttributesError => {
+        QueueDoesNotExist => QueueMissing,
+        InvalidAttributeValue => InvalidParameter,
+        RequestThrottled => Throttled,
+        OverLimit => Throttled,
+        InvalidSecurity => AccessDenied,
+    }
 }
 
 /// The SDK's error context spans lines; logs and start-up errors want one.
@@ -203,10 +353,29 @@ fn build_error(e: impl std::fmt::Display) -> QueueError {
 }
 
 impl SqsQueue {
-    pub async fn connect(settings: &SqsSettings) -> Self {
+    /// Connects, looking the queue's URL up for up to `within` while the
+    /// server does not answer (see [`canonical_url`]); an error when it
+    /// never does.
+    pub async fn connect_within(
+        settings: &SqsSettings,
+        within: Duration,
+    ) -> Result<Self, QueueError> {
         let client = client(settings).await;
-        let queue_url = canonical_url(&client, settings).await;
-        Self { client, queue_url }
+        let queue_url = canonical_url(&client, settings, within).await?;
+        Ok(Self { client, queue_url })
+    }
+
+    /// Connects without failing: when the lookup gets no answer within
+    /// [`super::STARTUP_CHECK`] the configured URL is used, and the first
+    /// call reports the problem (for callers that check nothing at start).
+    pub async fn connect(settings: &SqsSettings) -> Self {
+        match Self::connect_within(settings, super::STARTUP_CHECK).await {
+            Ok(queue) => queue,
+            Err(_) => Self {
+                client: client(settings).await,
+                queue_url: settings.queue_url.clone(),
+            },
+        }
     }
 
     pub fn from_client(client: Client, queue_url: String) -> Self {

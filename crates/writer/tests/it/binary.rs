@@ -84,7 +84,7 @@ fn non_empty_lines(text: &str) -> Vec<&str> {
 }
 
 /// Variables that point the binary at the emulator.
-fn aws_env(endpoint: &str, queue_url: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn aws_env(endpoint: &str, queue_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL", endpoint.to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
@@ -94,7 +94,7 @@ fn aws_env(endpoint: &str, queue_url: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn sqlite_url(path: &Path) -> String {
+pub(crate) fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
@@ -108,7 +108,7 @@ fn other_key_base64() -> String {
 /// Runs `serve` with `env` and checks the contract for a bad setting: exit
 /// code 2, nothing on stdout, exactly one non-empty stderr line starting with
 /// `error: ` and naming `variable`, and no panic or backtrace. Returns the line.
-async fn startup_error(env: &[(&str, String)], variable: &str) -> String {
+pub(crate) async fn startup_error(env: &[(&str, String)], variable: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut env = env.to_vec();
     // A panic would print its backtrace: make any such slip visible.

@@ -14,5 +14,6 @@ mod metrics;
 mod outage;
 mod pipeline;
 mod processes;
+mod stalled_start;
 mod tls;
 mod tune;

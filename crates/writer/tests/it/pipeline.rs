@@ -291,13 +291,13 @@ async fn ten_thousand_events(backend: Backend, clients_n: usize) {
 }
 
 /// A fauxqs of our own, so freezing it disturbs no other test.
-struct OwnFauxqs {
+pub(crate) struct OwnFauxqs {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl OwnFauxqs {
-    async fn start(cli: &str) -> Self {
+    pub(crate) async fn start(cli: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -326,7 +326,7 @@ impl OwnFauxqs {
         Self { child, endpoint }
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
