@@ -3,6 +3,8 @@
 # SLUICE_TEST_DATABASE_URL), and exports their addresses:
 #
 #   fauxqs  — a fast SQS emulator (npm), on a free loopback port
+#   moto    — a second SQS emulator (PyPI), so a test tuned to one server's
+#             quirks shows up (SLUICE_TEST_SQS_ENDPOINT_MOTO)
 #   a throwaway PostgreSQL cluster made with initdb in a temporary folder
 #
 # Everything started here is stopped and removed when the shell exits.
@@ -44,6 +46,16 @@ if [ -z "${SLUICE_TEST_SQS_ENDPOINT:-}" ]; then
   wait_for 30 "fauxqs (log: $work/fauxqs.log)" curl -sf "http://127.0.0.1:$port/health"
   export SLUICE_TEST_SQS_ENDPOINT="http://127.0.0.1:$port"
   echo "fauxqs on $SLUICE_TEST_SQS_ENDPOINT"
+fi
+
+if [ -z "${SLUICE_TEST_SQS_ENDPOINT_MOTO:-}" ]; then
+  "$root/scripts/install-moto"
+  port=$(free_port)
+  "$root/.ci/tools/moto/bin/moto_server" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+  pids+=($!)
+  wait_for 60 "moto (log: $work/moto.log)" curl -sf "http://127.0.0.1:$port/moto-api/"
+  export SLUICE_TEST_SQS_ENDPOINT_MOTO="http://127.0.0.1:$port"
+  echo "moto on $SLUICE_TEST_SQS_ENDPOINT_MOTO"
 fi
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)

@@ -204,7 +204,7 @@ pub async fn setup(
             })
             .await?;
             let dlq = format!(
-                "the dead-letter queue in {} (after {max_receive_count} receives)",
+                "the dead-letter queue in {} (after {max_receive_count} receives; kept until deleted: nothing expires in the embedded queue)",
                 queue.path().display()
             );
             Ok((Arc::new(queue), dlq))

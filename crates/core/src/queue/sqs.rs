@@ -393,6 +393,13 @@ impl SqsQueue {
     /// Creates the queue and `<name>-dlq` with a redrive policy moving a
     /// message to the dead-letter queue after `max_receive_count` receives.
     /// Existing queues are kept and their redrive policy set: idempotent.
+    ///
+    /// The dead-letter queue keeps messages [`DLQ_RETENTION_SECS`] (14 days,
+    /// SQS's maximum), never less than the queue itself: SQS counts a
+    /// message's age from its first send, so a dead-letter queue that keeps
+    /// messages no longer than its source can drop one soon after it
+    /// arrives, before anyone looked at it. Returns the queue and a sentence
+    /// saying what was set.
     pub async fn ensure_with_dead_letter_queue(
         client: &Client,
         queue_url: &str,
@@ -421,15 +428,8 @@ impl SqsQueue {
             .queue_url()
             .unwrap_or_default()
             .to_owned();
-        let dlq_arn = client
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(queue_error)?
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        let dlq_arn = attribute(client, &dlq_url, QueueAttributeName::QueueArn)
+            .await?
             .ok_or_else(|| QueueError::new(None, "dead-letter queue has no ARN"))?;
         let mut create = client.create_queue().queue_name(name);
         if fifo {
@@ -457,8 +457,66 @@ impl SqsQueue {
             .send()
             .await
             .map_err(queue_error)?;
-        Ok((SqsQueue::from_client(client.clone(), url), dlq_url))
+        let source_retention = attribute(client, &url, QueueAttributeName::MessageRetentionPeriod)
+            .await?
+            .and_then(|r| r.parse::<u64>().ok());
+        let retention = dlq_retention(source_retention);
+        client
+            .set_queue_attributes()
+            .queue_url(&dlq_url)
+            .attributes(
+                QueueAttributeName::MessageRetentionPeriod,
+                retention.to_string(),
+            )
+            .send()
+            .await
+            .map_err(queue_error)?;
+        let kept = attribute(client, &dlq_url, QueueAttributeName::MessageRetentionPeriod)
+            .await?
+            .and_then(|r| r.parse::<u64>().ok());
+        if kept != Some(retention) {
+            return Err(QueueError::new(
+                None,
+                format!(
+                    "dead-letter queue {dlq_url}: MessageRetentionPeriod is {} after setting it to {retention}",
+                    kept.map_or_else(|| "unknown".to_owned(), |k| k.to_string())
+                ),
+            ));
+        }
+        let said = format!(
+            "{dlq_url} (after {max_receive_count} receives; MessageRetentionPeriod {retention} s = {} days, the queue's {})",
+            retention / 86_400,
+            source_retention.map_or_else(|| "unknown".to_owned(), |s| format!("{s} s")),
+        );
+        Ok((SqsQueue::from_client(client.clone(), url), said))
     }
+}
+
+/// How long `setup` has the dead-letter queue keep a message: 14 days, the
+/// most SQS allows (`deploy/localstack/init-sqs.sh` sets the same).
+pub const DLQ_RETENTION_SECS: u64 = 1_209_600;
+
+/// The dead-letter queue's retention for a source queue keeping messages
+/// `source` seconds: the maximum, and never less than the source's.
+pub fn dlq_retention(source: Option<u64>) -> u64 {
+    source.map_or(DLQ_RETENTION_SECS, |s| s.max(DLQ_RETENTION_SECS))
+}
+
+/// One attribute of a queue, when the server reports it.
+async fn attribute(
+    client: &Client,
+    url: &str,
+    name: QueueAttributeName,
+) -> Result<Option<String>, QueueError> {
+    Ok(client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(name.clone())
+        .send()
+        .await
+        .map_err(queue_error)?
+        .attributes()
+        .and_then(|a| a.get(&name).cloned()))
 }
 
 #[async_trait]
@@ -647,5 +705,15 @@ mod tests {
             "https://sqs.eu-west-1.amazonaws.com/123/q"
         ));
         assert!(!SqsSettings::is_aws_host("http://127.0.0.1:9324/0/q"));
+    }
+
+    #[test]
+    fn dead_letters_are_kept_longest() {
+        assert_eq!(DLQ_RETENTION_SECS, 14 * 24 * 3600);
+        assert_eq!(dlq_retention(None), DLQ_RETENTION_SECS);
+        assert_eq!(dlq_retention(Some(345_600)), DLQ_RETENTION_SECS);
+        assert_eq!(dlq_retention(Some(DLQ_RETENTION_SECS)), DLQ_RETENTION_SECS);
+        // A server that allows more than SQS does: never less than the source.
+        assert_eq!(dlq_retention(Some(2_000_000)), 2_000_000);
     }
 }

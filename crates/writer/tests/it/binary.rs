@@ -11,11 +11,9 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use sluice_core::queue::sqs::SqsSettings;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -40,14 +38,19 @@ pub(crate) fn writer(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Comma
 }
 
 /// What a finished run left behind.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs the binary to completion; fails when it takes longer than `limit`.
-async fn run(dir: &Path, env: &[(&str, String)], args: &[&str], limit: Duration) -> Finished {
+pub(crate) async fn run(
+    dir: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+    limit: Duration,
+) -> Finished {
     let out = tokio::time::timeout(limit, writer(dir, env, args).output())
         .await
         .unwrap_or_else(|_| panic!("sluice-writer {args:?} did not finish within {limit:?}"))
@@ -586,7 +589,7 @@ async fn postgres_tables(url: &str) -> Vec<String> {
     .unwrap()
 }
 
-fn sqlite_tables(path: &Path) -> Vec<String> {
+pub(crate) fn sqlite_tables(path: &Path) -> Vec<String> {
     let c = rusqlite::Connection::open(path).unwrap();
     let mut stmt = c
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")
@@ -597,7 +600,7 @@ fn sqlite_tables(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn assert_has_tables(tables: &[String]) {
+pub(crate) fn assert_has_tables(tables: &[String]) {
     for t in ["user_logins", "rejected_records", "sluice_receipts"] {
         assert!(
             tables.iter().any(|x| x == t),
@@ -643,84 +646,6 @@ async fn migrate_twice_sqlite() {
 }
 
 // ---------------------------------------------------------------- setup
-
-#[tokio::test]
-async fn setup_twice_creates_queue_dlq_and_redrive_policy() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
-    let dir = tempfile::tempdir().unwrap();
-    let name = format!("setup-{}", uuid::Uuid::now_v7().simple());
-    let queue_url = format!("{endpoint}/000000000000/{name}");
-    let path = dir.path().join("x.db");
-    let mut env = aws_env(&endpoint, &queue_url);
-    env.push(("DATABASE_URL", sqlite_url(&path)));
-    for round in 1..=2 {
-        let out = run(dir.path(), &env, &["setup"], Duration::from_secs(60)).await;
-        assert!(
-            out.status.success(),
-            "setup #{round} exits 0, got {:?}: {}",
-            out.status,
-            out.stderr
-        );
-    }
-    assert_has_tables(&sqlite_tables(&path));
-
-    let client = sluice_core::queue::sqs::client(&SqsSettings {
-        queue_url: queue_url.clone(),
-        endpoint_url: Some(endpoint.clone()),
-        region: Some("us-east-1".into()),
-        credentials: Some(("test".into(), "test".into())),
-    })
-    .await;
-    let url_of = |n: String| {
-        let client = client.clone();
-        async move {
-            client
-                .get_queue_url()
-                .queue_name(&n)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("queue {n} exists: {e:?}"))
-                .queue_url()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let main_url = url_of(name.clone()).await;
-    let dlq_url = url_of(format!("{name}-dlq")).await;
-    let attrs = |url: String, attr: QueueAttributeName| {
-        let client = client.clone();
-        async move {
-            client
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(attr.clone())
-                .send()
-                .await
-                .unwrap()
-                .attributes()
-                .and_then(|a| a.get(&attr).cloned())
-                .unwrap_or_else(|| panic!("{url} has {attr:?}"))
-        }
-    };
-    let dlq_arn = attrs(dlq_url, QueueAttributeName::QueueArn).await;
-    assert!(
-        dlq_arn.ends_with(&format!(":{name}-dlq")),
-        "the DLQ's ARN: {dlq_arn}"
-    );
-    let policy = attrs(main_url, QueueAttributeName::RedrivePolicy).await;
-    let policy: Value = serde_json::from_str(&policy)
-        .unwrap_or_else(|e| panic!("RedrivePolicy is JSON ({e}): {policy}"));
-    assert_eq!(
-        policy["deadLetterTargetArn"],
-        Value::String(dlq_arn),
-        "{policy}"
-    );
-    let max = match &policy["maxReceiveCount"] {
-        Value::String(s) => s.parse::<u64>().ok(),
-        v => v.as_u64(),
-    };
-    assert_eq!(max, Some(5), "{policy}");
-}
 
 /// `setup` on an embedded queue: creates the file and stores the redrive
 /// rule in it; a second run changes nothing but the rule it is given.

@@ -43,11 +43,15 @@ pub use sluice_testkit::{eventually, require, service};
 
 // ---------------------------------------------------------------- queues
 
-/// Which queue a test runs on: the SQS emulator (a service: skipped when
-/// absent) or the embedded SQLite queue (a file: always runs).
+/// Which queue a test runs on: an SQS emulator (a service: skipped when
+/// absent), fauxqs or moto, or the embedded SQLite queue (a file: always
+/// runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// fauxqs (`SLUICE_TEST_SQS_ENDPOINT`).
     Sqs,
+    /// moto (`SLUICE_TEST_SQS_ENDPOINT_MOTO`).
+    Moto,
     Embedded,
 }
 
@@ -76,6 +80,12 @@ impl TestQueue {
             Backend::Sqs => {
                 let endpoint = service("SLUICE_TEST_SQS_ENDPOINT")?;
                 Some(Self::sqs(&endpoint, visibility_secs).await)
+            }
+            Backend::Moto => {
+                let endpoint = service("SLUICE_TEST_SQS_ENDPOINT_MOTO")?;
+                let mut queue = Self::sqs(&endpoint, visibility_secs).await;
+                queue.backend = Backend::Moto;
+                Some(queue)
             }
             Backend::Embedded => Some(Self::embedded()),
         }
@@ -175,9 +185,13 @@ impl TestQueue {
 }
 
 /// Generates, for each `name => case(args)`, one `#[tokio::test]` per queue
-/// backend: `sqs::name` calls `case(Backend::Sqs, args)` and
-/// `embedded::name` calls `case(Backend::Embedded, args)`, so a suite's body
-/// is written once and runs on both.
+/// backend: `sqs::name` calls `case(Backend::Sqs, args)` (fauxqs),
+/// `moto::name` calls `case(Backend::Moto, args)` and `embedded::name` calls
+/// `case(Backend::Embedded, args)`, so a suite's body is written once and
+/// runs on all three. moto is the second SQS server, so that a test tuned to
+/// one server's behaviour shows up; it is slow (~20 ms per send, ~130 ms per
+/// receive, seconds per call at a depth of a few thousand), but these suites
+/// keep its queues shallow: all of them run on it in about 40 s.
 macro_rules! on_both_queues {
     ($($name:ident => $case:ident($($arg:expr),* $(,)?);)+) => {
         mod sqs {
@@ -185,6 +199,14 @@ macro_rules! on_both_queues {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$case(crate::helpers::Backend::Sqs, $($arg),*).await;
+                }
+            )+
+        }
+        mod moto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$case(crate::helpers::Backend::Moto, $($arg),*).await;
                 }
             )+
         }

@@ -14,6 +14,7 @@ mod metrics;
 mod outage;
 mod pipeline;
 mod processes;
+mod setup;
 mod stalled_start;
 mod tls;
 mod tune;

@@ -346,7 +346,8 @@ impl Drop for OwnFauxqs {
 
 /// The queue unreachable (its server frozen): POSTs answer 503 with
 /// Retry-After within a bounded time; once it is back, every event that got
-/// a 202 is in the database.
+/// a 202 is in the database. On fauxqs only: it freezes a server of its own,
+/// and what it checks is ingest's side of a stall, not the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_unreachable_then_back() {
     let cli = require!(service("SLUICE_TEST_FAUXQS"));
