@@ -15,9 +15,8 @@ use crate::helpers::*;
 
 const DRAIN: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn every_body_form_and_encoding_lands() {
-    let endpoint = require!(sqs());
+async fn every_body_form_and_encoding_lands(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
     let mut expected = Vec::new();
@@ -88,9 +87,8 @@ async fn every_body_form_and_encoding_lands() {
 }
 
 /// Records of unknown shape are not ingest's business: they travel on.
-#[tokio::test]
-async fn records_of_any_shape_travel_on() {
-    let endpoint = require!(sqs());
+async fn records_of_any_shape_travel_on(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
     let odd = vec![
@@ -110,9 +108,8 @@ async fn records_of_any_shape_travel_on() {
 
 /// 2,000 events from 32 concurrent clients: each in the queue exactly once,
 /// in far fewer messages than events and fewer SQS calls than requests.
-#[tokio::test]
-async fn concurrent_clients_share_messages() {
-    let endpoint = require!(sqs());
+async fn concurrent_clients_share_messages(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let wrapped = Wrapped::new(queue.shared(), Faults::default());
     let ingest = RunningIngest::start(wrapped.clone(), test_settings()).await;
@@ -150,9 +147,8 @@ async fn concurrent_clients_share_messages() {
 }
 
 /// A large request fills several envelopes, each under the limit.
-#[tokio::test]
-async fn a_large_request_fills_several_full_messages() {
-    let endpoint = require!(sqs());
+async fn a_large_request_fills_several_full_messages(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let mut settings = test_settings();
     settings.batch.max_message_bytes = 32 * 1024;
@@ -178,9 +174,8 @@ async fn a_large_request_fills_several_full_messages() {
 
 /// SQS reports some entries as failed (HTTP 200): the request is answered
 /// only after the retry succeeded, and every event is there once.
-#[tokio::test]
-async fn failed_entries_are_retried_before_the_answer() {
-    let endpoint = require!(sqs());
+async fn failed_entries_are_retried_before_the_answer(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let mut settings = test_settings();
     settings.batch.max_message_bytes = 8 * 1024;
@@ -207,9 +202,8 @@ async fn failed_entries_are_retried_before_the_answer() {
 }
 
 /// SQS keeps refusing: 503 with Retry-After within the enqueue timeout.
-#[tokio::test]
-async fn persistent_failures_give_503() {
-    let endpoint = require!(sqs());
+async fn persistent_failures_give_503(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let mut settings = test_settings();
     settings.batch.enqueue_timeout = Duration::from_millis(1500);
@@ -240,9 +234,8 @@ async fn persistent_failures_give_503() {
 }
 
 /// A call over SQS's total size is split in half and both halves sent.
-#[tokio::test]
-async fn batch_request_too_long_splits_the_call() {
-    let endpoint = require!(sqs());
+async fn batch_request_too_long_splits_the_call(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let mut settings = test_settings();
     settings.batch.max_message_bytes = 16 * 1024;
@@ -270,9 +263,8 @@ async fn batch_request_too_long_splits_the_call() {
 /// The queue's MaximumMessageSize is below INGEST_MAX_MESSAGE_BYTES: SQS
 /// refuses the entries (per entry, HTTP 200), ingest re-packs them smaller
 /// and every event still lands.
-#[tokio::test]
-async fn a_smaller_queue_limit_is_learned() {
-    let endpoint = require!(sqs());
+async fn a_smaller_queue_limit_is_learned(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::with_attributes(
         &endpoint,
         &[(QueueAttributeName::MaximumMessageSize, "4096")],
@@ -316,12 +308,45 @@ async fn a_smaller_queue_limit_is_learned() {
     ingest.stop().await;
 }
 
+/// The same refusals spelled as LocalStack spells them
+/// (`InvalidParameterValueException` per entry,
+/// `AWS.SimpleQueueService.…` per call): ingest still re-packs, and every
+/// event is accepted. The spelling is applied by [`Wrapped`] over a real
+/// queue whose `MaximumMessageSize` refuses the bodies; LocalStack itself
+/// is too heavy for the suite.
+async fn localstack_spellings_still_re_pack(server: Server) {
+    let endpoint = require!(server.endpoint());
+    let queue = TestQueue::with_attributes(
+        &endpoint,
+        &[(QueueAttributeName::MaximumMessageSize, "4096")],
+    )
+    .await;
+    let wrapped = Wrapped::new(
+        queue.shared(),
+        Faults {
+            localstack_spelling: true,
+            ..Faults::default()
+        },
+    );
+    let mut settings = test_settings();
+    settings.batch.enqueue_timeout = Duration::from_secs(20);
+    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    let events = tune_events(1_000, "localstack");
+    ingest
+        .post_json(&Value::Array(events.clone()))
+        .await
+        .accepted(1_000);
+    let drained = queue.drain(1_000, DRAIN).await;
+    drained.assert_exactly_once("event_id", &events);
+    assert!(drained.body_sizes.iter().all(|n| *n <= 4096));
+    ingest.stop().await;
+}
+
 /// While the queue is slow, events wait in memory only up to
 /// INGEST_MAX_PENDING_BYTES; a request that finds no room gets 503
 /// `overloaded` at once, and the held one still lands.
-#[tokio::test]
-async fn pending_memory_is_bounded() {
-    let endpoint = require!(sqs());
+async fn pending_memory_is_bounded(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let wrapped = Wrapped::new(queue.shared(), Faults::default());
     wrapped.close_gate();
@@ -356,4 +381,17 @@ async fn pending_memory_is_bounded() {
         .await
         .assert_exactly_once("event_id", &first);
     ingest.stop().await;
+}
+
+on_sqs_servers! {
+    every_body_form_and_encoding_lands => every_body_form_and_encoding_lands();
+    records_of_any_shape_travel_on => records_of_any_shape_travel_on();
+    concurrent_clients_share_messages => concurrent_clients_share_messages();
+    a_large_request_fills_several_full_messages => a_large_request_fills_several_full_messages();
+    failed_entries_are_retried_before_the_answer => failed_entries_are_retried_before_the_answer();
+    persistent_failures_give_503 => persistent_failures_give_503();
+    batch_request_too_long_splits_the_call => batch_request_too_long_splits_the_call();
+    a_smaller_queue_limit_is_learned => a_smaller_queue_limit_is_learned();
+    localstack_spellings_still_re_pack => localstack_spellings_still_re_pack();
+    pending_memory_is_bounded => pending_memory_is_bounded();
 }

@@ -33,6 +33,26 @@ pub fn sqs() -> Option<String> {
     service("SLUICE_TEST_SQS_ENDPOINT")
 }
 
+/// The SQS servers the delivery suites run on: fauxqs, and moto as a second
+/// opinion, so a test tuned to one server's behaviour shows up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// `SLUICE_TEST_SQS_ENDPOINT`.
+    Fauxqs,
+    /// `SLUICE_TEST_SQS_ENDPOINT_MOTO`.
+    Moto,
+}
+
+impl Server {
+    /// The server's endpoint, or skip.
+    pub fn endpoint(self) -> Option<String> {
+        match self {
+            Server::Fauxqs => sqs(),
+            Server::Moto => service("SLUICE_TEST_SQS_ENDPOINT_MOTO"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- queues
 
 /// A fresh queue: uniquely named on the emulator, or an embedded queue file
@@ -230,6 +250,21 @@ pub struct Faults {
     pub fail_always: bool,
     /// Refuse calls whose bodies total more than this with `BatchRequestTooLong`.
     pub max_call_bytes: Option<usize>,
+    /// Pass the server's refusals on as LocalStack spells them: a failed
+    /// entry's code with an `Exception` suffix (`InvalidParameterValueException`),
+    /// a refused call's with the `AWS.SimpleQueueService.` prefix.
+    pub localstack_spelling: bool,
+}
+
+/// A code as LocalStack spells it: per entry with an `Exception` suffix,
+/// per call with the `AWS.SimpleQueueService.` prefix.
+fn localstack_code(code: &str, entry: bool) -> String {
+    let bare = code.strip_prefix("AWS.SimpleQueueService.").unwrap_or(code);
+    if entry {
+        format!("{bare}Exception")
+    } else {
+        format!("AWS.SimpleQueueService.{bare}")
+    }
 }
 
 /// A real queue behind a wrapper that counts calls, injects failures and can
@@ -320,7 +355,21 @@ impl Queue for Wrapped {
         let mut outcome = SendOutcome::default();
         if !pass.is_empty() {
             let sent_bodies: Vec<String> = pass.iter().map(|&i| bodies[i].clone()).collect();
-            let inner = self.inner.send_batch(&sent_bodies).await?;
+            let localstack = self.faults.lock().unwrap().localstack_spelling;
+            let inner = match self.inner.send_batch(&sent_bodies).await {
+                Ok(mut inner) if localstack => {
+                    for f in &mut inner.failed {
+                        f.code = localstack_code(&f.code, true);
+                    }
+                    inner
+                }
+                Ok(inner) => inner,
+                Err(e) if localstack && e.code.is_some() => {
+                    let code = localstack_code(e.code.as_deref().unwrap_or_default(), false);
+                    return Err(QueueError::new(Some(code), e.message));
+                }
+                Err(e) => return Err(e),
+            };
             outcome
                 .sent
                 .extend(inner.sent.into_iter().map(|(i, id)| (pass[i], id)));
@@ -571,4 +620,28 @@ pub fn ndjson(events: &[Value]) -> String {
         .map(Value::to_string)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Generates, for each `name => case(args)`, `fauxqs::name` and `moto::name`,
+/// calling `case(Server::Fauxqs, args)` and `case(Server::Moto, args)`: one
+/// body, both servers.
+macro_rules! on_sqs_servers {
+    ($($name:ident => $case:ident($($arg:expr),* $(,)?);)+) => {
+        mod fauxqs {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$case(crate::helpers::Server::Fauxqs, $($arg),*).await;
+                }
+            )+
+        }
+        mod moto {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$case(crate::helpers::Server::Moto, $($arg),*).await;
+                }
+            )+
+        }
+    };
 }

@@ -1,6 +1,7 @@
 //! One integration-test binary for ingest: shared helpers in `helpers`, one
 //! module per behaviour.
 
+#[macro_use]
 mod helpers;
 
 mod api;

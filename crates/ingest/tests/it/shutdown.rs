@@ -10,9 +10,8 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn requests_in_flight_are_answered_and_flushed() {
-    let endpoint = require!(sqs());
+async fn requests_in_flight_are_answered_and_flushed(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let wrapped = Wrapped::new(queue.shared(), Faults::default());
     wrapped.close_gate();
@@ -70,9 +69,8 @@ async fn requests_in_flight_are_answered_and_flushed() {
 
 /// Requests that cannot finish before the shutdown timeout do not hold the
 /// service up: it returns, and those requests get no 202.
-#[tokio::test]
-async fn shutdown_timeout_bounds_the_wait() {
-    let endpoint = require!(sqs());
+async fn shutdown_timeout_bounds_the_wait(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let wrapped = Wrapped::new(queue.shared(), Faults::default());
     wrapped.close_gate();
@@ -95,4 +93,9 @@ async fn shutdown_timeout_bounds_the_wait() {
         .expect("the service returns within the shutdown timeout (plus the batch deadline)")
         .unwrap();
     assert!(!matches!(answer.await.unwrap(), Ok(202)));
+}
+
+on_sqs_servers! {
+    requests_in_flight_are_answered_and_flushed => requests_in_flight_are_answered_and_flushed();
+    shutdown_timeout_bounds_the_wait => shutdown_timeout_bounds_the_wait();
 }
