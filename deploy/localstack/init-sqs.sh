@@ -4,7 +4,11 @@
 # created here once rather than by each writer racing on `sluice-writer setup`.
 #
 #   login-queue-dlq  where a message goes after 5 receives (the writer's
-#                    WRITER_MAX_RECEIVE_COUNT default), kept 14 days
+#                    WRITER_MAX_RECEIVE_COUNT default), kept 14 days: SQS's
+#                    maximum, and longer than the queue's own 4 days, because
+#                    a message's age counts from its first send and a DLQ
+#                    that keeps it no longer could drop it on arrival
+#                    (`sluice-writer setup` sets the same)
 #   login-queue      1 MiB messages (SQS's maximum; ingest packs up to
 #                    INGEST_MAX_MESSAGE_BYTES), 60 s visibility, redrive to the DLQ
 #

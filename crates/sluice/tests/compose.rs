@@ -338,6 +338,22 @@ fn the_init_script_creates_the_queue_and_its_dead_letter_queue() {
         creates[0].contains("MaximumMessageSize=1048576"),
         "{calls:?}"
     );
+    // Dead letters kept as long as `sluice-writer setup` keeps them (14 days,
+    // longer than the queue's own default of 4).
+    assert!(
+        creates[0].contains(&format!(
+            "MessageRetentionPeriod={}",
+            sluice_core::queue::sqs::DLQ_RETENTION_SECS
+        )),
+        "{calls:?}"
+    );
+    assert!(
+        !creates[1].contains("MessageRetentionPeriod")
+            && !attributes
+                .as_object()
+                .is_some_and(|a| a.contains_key("MessageRetentionPeriod")),
+        "the queue keeps the default retention, shorter than its DLQ's: {calls:?}"
+    );
 
     assert_eq!(attributes["MaximumMessageSize"], "1048576");
     let redrive: Value = serde_json::from_str(

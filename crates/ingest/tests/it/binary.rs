@@ -148,11 +148,20 @@ async fn a_malformed_env_file_is_reported_without_its_content() {
 }
 
 /// Accepts events, refuses bad bodies, never logs event content, and exits 0
-/// on SIGTERM with its events in the queue — on SQS (the emulator) and on the
-/// embedded queue.
+/// on SIGTERM with its events in the queue — on SQS (fauxqs and moto) and on
+/// the embedded queue.
 #[tokio::test]
 async fn serves_logs_no_content_and_stops_on_sigterm() {
-    let endpoint = require!(sqs());
+    serves_sqs_and_stops(Server::Fauxqs).await;
+}
+
+#[tokio::test]
+async fn serves_moto_and_stops_on_sigterm() {
+    serves_sqs_and_stops(Server::Moto).await;
+}
+
+async fn serves_sqs_and_stops(server: Server) {
+    let endpoint = require!(server.endpoint());
     let queue = TestQueue::new(&endpoint).await;
     let env = vec![
         ("QUEUE_URL", queue.url().to_owned()),
