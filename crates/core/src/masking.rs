@@ -197,7 +197,13 @@ impl Keyring {
         &self.current
     }
 
-    fn by_id(&self, id: &str) -> Option<&PiiKey> {
+    /// The older keys (`PII_OLD_KEYS`), kept to read values made under them.
+    pub fn older(&self) -> &[PiiKey] {
+        &self.older
+    }
+
+    /// The configured key with this id, current or older.
+    pub fn by_id(&self, id: &str) -> Option<&PiiKey> {
         std::iter::once(&self.current)
             .chain(&self.older)
             .find(|k| k.id == id)

@@ -1,4 +1,5 @@
-//! The command line: `serve` (default), `migrate`, `setup`, `recover`.
+//! The command line: `serve` (default), `migrate`, `setup`, `recover`, and
+//! the PII operations `keys`, `rekey`, `lookup`, `forget` (in `pii_ops`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use sluice_core::telemetry;
 use thiserror::Error;
 
 use crate::configuration::{self, CommonArgs, Tuning};
+use crate::pii_ops::{OpsError, command as pii};
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -46,6 +48,14 @@ pub enum Command {
         #[arg(long, env = "SLUICE_OPERATOR")]
         operator: Option<String>,
     },
+    /// Show which key ids the stored values use, per table and column.
+    Keys(pii::KeysArgs),
+    /// Re-encrypt every value under an old key (PII_OLD_KEYS) with PII_KEY.
+    Rekey(pii::RekeyArgs),
+    /// Print how a value is stored for a field, under every configured key.
+    Lookup(pii::LookupArgs),
+    /// Erase a data subject's rows and masked values.
+    Forget(pii::ForgetArgs),
 }
 
 /// Everything that stops the writer, each shown as one line.
@@ -61,6 +71,8 @@ pub enum RunError {
     Listen { addr: String, reason: String },
     #[error("recover: {0}")]
     Recover(String),
+    #[error("{0}")]
+    Pii(#[from] OpsError),
 }
 
 pub async fn run(cli: Cli) -> Result<(), RunError> {
@@ -72,6 +84,10 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::Migrate => migrate(&common).await,
         Command::Setup => setup(&common).await,
         Command::Recover { value, operator } => recover(&value, operator),
+        Command::Keys(args) => Ok(pii::keys(&common, args).await?),
+        Command::Rekey(args) => Ok(pii::rekey(&common, args).await?),
+        Command::Lookup(args) => Ok(pii::lookup(&common, args).await?),
+        Command::Forget(args) => Ok(pii::forget(&common, args).await?),
     }
 }
 

@@ -10,4 +10,5 @@ pub mod consumer;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod pii_ops;
 pub mod startup;

@@ -12,6 +12,7 @@ mod delivery;
 mod hostile;
 mod metrics;
 mod outage;
+mod pii_ops;
 mod pipeline;
 mod processes;
 mod setup;
