@@ -140,7 +140,7 @@ pub trait Tally: Default + Send + 'static {
 /// With `write`, a slice's changes commit with it; once the table is done,
 /// rows that appeared behind the sweep (PostgreSQL puts an updated row's new
 /// version at the end; writers keep inserting) are swept too, until a pass
-/// changes nothing. A slice that fails is retried (its transaction rolled
+/// over them changes nothing. A slice that fails is retried (its transaction rolled
 /// back, so nothing of it was applied).
 pub async fn sweep<T, F>(
     store: &Store,
@@ -161,6 +161,7 @@ where
     progress.start_table(table.name, end);
     let mut total = T::default();
     let mut from = 0;
+    let mut tail = false;
     loop {
         let mut changed = 0;
         while from < end {
@@ -187,9 +188,13 @@ where
             progress.advance(to - from);
             from = to;
         }
-        if !write || changed == 0 {
+        // After the main pass the tail is always looked at (a writer still
+        // on an old key may have appended); after that, only while a pass
+        // still changes something (its own updates append new versions).
+        if !write || (tail && changed == 0) {
             break;
         }
+        tail = true;
         let now = store.extent(table).await?;
         if now <= end {
             break;
