@@ -13,6 +13,7 @@ mod hostile;
 mod metrics;
 mod outage;
 mod pii_ops;
+mod pii_subject;
 mod pipeline;
 mod processes;
 mod setup;
