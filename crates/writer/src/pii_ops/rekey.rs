@@ -212,3 +212,78 @@ fn print_summary(outcome: &Outcome, primary: &str, dry_run: bool) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::masking::{Keyring, PiiKey, Policy};
+
+    use super::*;
+    use crate::pii_ops::store::{RowKey, TABLES};
+
+    #[test]
+    fn moves_enc_under_old_keys_and_counts_what_it_cannot_move() {
+        let (a, b, c) = (
+            PiiKey::from_bytes(&[1; 32]),
+            PiiKey::from_bytes(&[2; 32]),
+            PiiKey::from_bytes(&[3; 32]),
+        );
+        let under = |k: &PiiKey| Masker::new(Keyring::new(k.clone(), vec![]), Policy::default());
+        let rotated = Masker::new(Keyring::new(b.clone(), vec![a.clone()]), Policy::default());
+        let tune = TABLES.iter().find(|t| t.name == "tune_events").unwrap();
+        let extra = format!(
+            r#"{{"aff_sub":"{}","deep":[{{"email":"{}"}}],"n":1e400}}"#,
+            under(&a).encrypt(b"sub-1"),
+            under(&c).encrypt(b"lost@example.com"),
+        );
+        let row = Row {
+            key: RowKey::RowId(1),
+            cells: vec![
+                Some(under(&a).encrypt(b"203.0.113.1")),
+                Some(under(&b).encrypt(b"203.0.113.2")),
+                Some(under(&a).hash(b"agent")),
+                None,
+                Some(extra),
+            ],
+        };
+        let (changes, outcome) = rekey_rows(&rotated, tune, vec![row]);
+        assert_eq!(sum(&outcome.rekeyed), 2);
+        assert_eq!(sum(&outcome.hashes), 1);
+        assert_eq!(sum(&outcome.unknown), 1);
+        assert_eq!(outcome.rows, 1);
+        let [Change::Update { cells, .. }] = &changes[..] else {
+            panic!("one update: {changes:?}");
+        };
+        let b_only = under(&b);
+        assert_eq!(
+            b_only.recover(cells[0].as_deref().unwrap()).unwrap(),
+            b"203.0.113.1"
+        );
+        assert_eq!(
+            b_only.recover(cells[1].as_deref().unwrap()).unwrap(),
+            b"203.0.113.2"
+        );
+        assert!(
+            cells[2]
+                .as_deref()
+                .unwrap()
+                .starts_with(&format!("hmac:{}:", a.id()))
+        );
+        assert_eq!(cells[3], None);
+        let extra = cells[4].as_deref().unwrap();
+        assert!(
+            extra.ends_with(r#""}],"n":1e400}"#),
+            "the rest stays as it was: {extra}"
+        );
+        assert!(extra.contains(&format!("enc:{}:", c.id())));
+        assert!(!extra.contains(&format!("enc:{}:", a.id())));
+
+        // Again: nothing left to move.
+        let row = Row {
+            key: RowKey::RowId(1),
+            cells: cells.clone(),
+        };
+        let (changes, outcome) = rekey_rows(&rotated, tune, vec![row]);
+        assert!(changes.is_empty());
+        assert_eq!(sum(&outcome.rekeyed), 0);
+    }
+}
