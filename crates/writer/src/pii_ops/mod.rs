@@ -44,13 +44,16 @@ pub enum OpsError {
     /// A bad argument; says which, never the value.
     #[error("{0}")]
     Usage(String),
+    /// Connecting or migrating failed, already one line naming the setting.
+    #[error("{0}")]
+    Start(String),
 }
 
 impl From<RunError> for OpsError {
     fn from(e: RunError) -> Self {
         match e {
             RunError::Config(c) => OpsError::Config(c),
-            other => OpsError::Database(other.to_string()),
+            other => OpsError::Start(other.to_string()),
         }
     }
 }

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 use sluice_core::config::DatabaseUrl;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sluice_core::sink::postgres::PostgresSink;
+use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::OpsError;
@@ -154,14 +155,12 @@ impl Store {
     /// caller migrates first).
     pub async fn open(url: &DatabaseUrl) -> Result<Self, OpsError> {
         match url {
+            // The sink's own pool: the same URL handling and TLS settings.
             DatabaseUrl::Postgres(url) => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .connect(url)
+                let sink = PostgresSink::connect(url, 2)
                     .await
-                    .map_err(|e| pg_error("connecting", e))?;
-                Ok(Store::Postgres(pool))
+                    .map_err(|e| OpsError::Database(e.to_string()))?;
+                Ok(Store::Postgres(sink.pool().clone()))
             }
             DatabaseUrl::Sqlite(path) => {
                 let path = path.clone();
