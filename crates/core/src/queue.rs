@@ -90,6 +90,12 @@ impl QueueError {
         self
     }
 
+    /// The embedded queue refuses sends until writers drain it (or its disk
+    /// is full): retry later, and tell the client so.
+    pub fn is_full(&self) -> bool {
+        self.code.as_deref() == Some(QUEUE_FULL)
+    }
+
     /// The batch or a message in it is over the queue's size limit.
     pub fn is_too_large(&self) -> bool {
         self.kind.is_too_large()
@@ -102,6 +108,10 @@ pub struct QueueCounts {
     pub visible: u64,
     pub in_flight: u64,
 }
+
+/// The code of [`QueueError::is_full`]: the embedded queue's own (SQS has no
+/// such limit).
+pub const QUEUE_FULL: &str = "QueueFull";
 
 /// At most this many entries per batch call (SQS's limit).
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -166,7 +176,9 @@ pub async fn connect(url: &QueueUrl) -> Result<Arc<dyn Queue>, QueueError> {
         }
         QueueUrl::Sqlite(path) => {
             let path = path.clone();
-            let queue = spawn_blocking(move || sqlite::SqliteQueue::open(path)).await?;
+            let limits = embedded_limits()?;
+            let queue =
+                spawn_blocking(move || sqlite::SqliteQueue::open_with(path, limits)).await?;
             Ok(Arc::new(queue))
         }
     }
@@ -197,8 +209,9 @@ pub async fn setup(
             // The visibility timeout is given with every receive; the embedded
             // queue keeps no default of its own.
             let path = path.clone();
+            let limits = embedded_limits()?;
             let queue = spawn_blocking(move || {
-                let queue = sqlite::SqliteQueue::open(path)?;
+                let queue = sqlite::SqliteQueue::open_with(path, limits)?;
                 queue.set_max_receive_count(max_receive_count)?;
                 Ok(queue)
             })
@@ -210,6 +223,11 @@ pub async fn setup(
             Ok((Arc::new(queue), dlq))
         }
     }
+}
+
+/// `QUEUE_MAX_BYTES` and `QUEUE_MIN_FREE_BYTES`, for the embedded queue.
+fn embedded_limits() -> Result<sqlite::Limits, QueueError> {
+    sqlite::Limits::from_env().map_err(|e| QueueError::new(None, e.to_string()))
 }
 
 /// Runs blocking SQLite work off the async threads.

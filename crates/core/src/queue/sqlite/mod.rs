@@ -63,21 +63,33 @@
 //! lost, which means a redelivery, and the writer's receipts already make
 //! redeliveries harmless.
 
-use std::collections::HashMap;
+mod file;
+mod receive;
+mod send;
+mod space;
+#[cfg(test)]
+mod tests;
+mod wait;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::sqs_error::codes;
 use super::{
     EntryFailure, MAX_BATCH_ENTRIES, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome,
 };
+use file::{init_schema, open_connection, read_max_receive_count, sqlite_error};
+use receive::{by_handles, data_version, fresh_nonce, parse_handle, try_receive};
+use send::{check_batch_len, refusal};
+use wait::{Leading, Waiting, notifier};
+
+pub use space::{DEFAULT_MAX_BYTES, DEFAULT_MIN_FREE_BYTES, Limits};
 
 /// Receives before a message goes to the dead-letter queue, for a file that
 /// `setup` has not configured (the default of `WRITER_MAX_RECEIVE_COUNT`).
@@ -98,28 +110,6 @@ const FOLLOWER_INTERVAL: Duration = Duration::from_millis(250);
 const MAX_WAIT: Duration = Duration::from_secs(20);
 /// SQS's longest visibility timeout.
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
-/// Written in the meta table; a file of another format is refused.
-const FORMAT: &str = "sluice-queue-1";
-
-const SCHEMA: &str = "
-CREATE TABLE sluice_queue_meta (
-    key   TEXT PRIMARY KEY NOT NULL,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE sluice_queue_messages (
-    seq           INTEGER PRIMARY KEY,
-    queue         INTEGER NOT NULL,           -- 0 the queue, 1 its dead-letter queue
-    visible_at    INTEGER NOT NULL,           -- Unix milliseconds
-    receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt       INTEGER,                    -- nonce of the latest receive
-    message_id    TEXT NOT NULL,
-    sent_at       INTEGER NOT NULL,
-    body          TEXT NOT NULL               -- last: scans skip its overflow pages
-);
-CREATE INDEX sluice_queue_ready ON sluice_queue_messages (queue, visible_at, seq);
-";
-
-/// Which of the two queues in the file a handle reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Which {
     Main,
@@ -158,6 +148,10 @@ struct Shared {
     polling: AtomicBool,
     /// Receives of this handle now waiting for a message.
     waiting: AtomicUsize,
+    /// How far sends may fill the file and its disk.
+    limits: Limits,
+    /// Whether sends are being refused for lack of room.
+    refusing: space::Refusing,
 }
 
 impl Shared {
@@ -194,6 +188,12 @@ impl SqliteQueue {
     /// `path` (and its folder). Blocking: call it from
     /// `spawn_blocking` in async code ([`super::connect`] does).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, QueueError> {
+        Self::open_with(path, Limits::default())
+    }
+
+    /// [`open`](Self::open) with the sends bounded by `limits`
+    /// (`QUEUE_MAX_BYTES`, `QUEUE_MIN_FREE_BYTES`). Blocking.
+    pub fn open_with(path: impl AsRef<Path>, limits: Limits) -> Result<Self, QueueError> {
         let path = path.as_ref().to_owned();
         let mut conn = open_connection(&path)?;
         init_schema(&mut conn, &path)?;
@@ -209,6 +209,8 @@ impl SqliteQueue {
                 versions: [AtomicI64::new(i64::MIN), AtomicI64::new(i64::MIN)],
                 polling: AtomicBool::new(false),
                 waiting: AtomicUsize::new(0),
+                limits,
+                refusing: space::Refusing::default(),
             }),
             which: Which::Main,
         })
@@ -228,7 +230,7 @@ impl SqliteQueue {
     pub fn set_max_receive_count(&self, n: u32) -> Result<(), QueueError> {
         if n == 0 {
             return Err(QueueError::new(
-                Some(codes::INVALID_PARAMETER_VALUE.into()),
+                Some("InvalidParameterValue".into()),
                 "the maximum receive count must be at least 1",
             ));
         }
@@ -306,435 +308,6 @@ impl SqliteQueue {
         .await
     }
 }
-
-/// Counts a waiting receive until dropped (also when it is cancelled).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The poller role of a handle, given back when dropped — also when the
-/// receive holding it is cancelled.
-struct Leading<'a>(&'a AtomicBool);
-
-impl<'a> Leading<'a> {
-    fn take(flag: &'a AtomicBool) -> Option<Self> {
-        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-            .then_some(Leading(flag))
-    }
-}
-
-impl Drop for Leading<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-/// The process-wide wake-up of one file, keyed by its canonical path.
-fn notifier(path: &Path) -> Arc<Notify> {
-    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Weak<Notify>>>> = OnceLock::new();
-    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let mut map = REGISTRY
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    map.retain(|_, weak| weak.strong_count() > 0);
-    if let Some(notify) = map.get(&key).and_then(Weak::upgrade) {
-        return notify;
-    }
-    let notify = Arc::new(Notify::new());
-    map.insert(key, Arc::downgrade(&notify));
-    notify
-}
-
-/// Creates a missing queue file readable by its owner only: it holds events
-/// as ingest sent them, PII not yet masked. SQLite gives its `-wal` and
-/// `-shm` files the same permissions.
-fn create_private(path: &Path) -> Result<(), QueueError> {
-    // A first run names a folder that does not exist yet (data/queue.db).
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            QueueError::new(
-                None,
-                format!(
-                    "queue file {}: cannot create its folder: {}",
-                    path.display(),
-                    e.kind()
-                ),
-            )
-        })?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            warn_if_shared(path);
-            Ok(())
-        }
-        Err(e) => {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "its directory does not exist".to_owned(),
-                std::io::ErrorKind::PermissionDenied => {
-                    "this user may not write in its directory".to_owned()
-                }
-                _ => e.to_string(),
-            };
-            Err(QueueError::new(
-                None,
-                format!("queue file {}: cannot be created: {why}", path.display()),
-            ))
-        }
-    }
-}
-
-/// The queue holds events before masking: say so when others can read it.
-fn warn_if_shared(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                path = %path.display(),
-                mode = %format!("{:o}", meta.permissions().mode() & 0o777),
-                "the queue file holds unmasked events and other users can read it; chmod 600 it"
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
-fn open_connection(path: &Path) -> Result<Connection, QueueError> {
-    create_private(path)?;
-    let err = |e| sqlite_error(path, "opening", e);
-    // No URI flag: the path is a file name, whatever it looks like.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
-    // Busy timeout first: switching to WAL needs a lock another process may hold.
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-    let mode = crate::sqlite_wal::switch_to_wal(&conn, BUSY_TIMEOUT).map_err(err)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(path = %path.display(), journal_mode = %mode, "SQLite WAL mode unavailable for the queue file");
-    }
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(err)?;
-    // A deleted message's pages are zeroed rather than left in the free
-    // list, so raw events do not linger once the writer has stored them.
-    conn.pragma_update(None, "secure_delete", "ON")
-        .map_err(err)?;
-    // After a burst the WAL is cut back to this size at each checkpoint
-    // instead of keeping its largest size on disk for good.
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
-        .map_err(err)?;
-    conn.set_prepared_statement_cache_capacity(16);
-    Ok(conn)
-}
-
-/// Creates the schema in an empty file; checks a file that has one.
-fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), QueueError> {
-    let err = |e| sqlite_error(path, "reading the schema", e);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err)?;
-    let tables: Vec<String> = {
-        let mut stmt = tx
-            .prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-            )
-            .map_err(err)?;
-        stmt.query_map([], |row| row.get(0))
-            .map_err(err)?
-            .collect::<Result<_, _>>()
-            .map_err(err)?
-    };
-    if tables.iter().any(|t| t == "sluice_queue_meta") {
-        let format: Option<String> = tx
-            .query_row(
-                "SELECT value FROM sluice_queue_meta WHERE key = 'format'",
-                [],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(err)?;
-        return match format.as_deref() {
-            Some(FORMAT) => Ok(()),
-            other => Err(QueueError::new(
-                None,
-                format!(
-                    "queue file {}: has queue format {}, this build reads {FORMAT}",
-                    path.display(),
-                    other.unwrap_or("none")
-                ),
-            )),
-        };
-    }
-    if !tables.is_empty() {
-        return Err(QueueError::new(
-            None,
-            format!(
-                "queue file {}: is a SQLite database but not a Sluice queue; the queue needs a file of its own",
-                path.display()
-            ),
-        ));
-    }
-    tx.execute_batch(SCHEMA).map_err(err)?;
-    tx.execute(
-        "INSERT INTO sluice_queue_meta (key, value) VALUES ('format', ?1), ('max_receive_count', ?2)",
-        params![FORMAT, DEFAULT_MAX_RECEIVE_COUNT.to_string()],
-    )
-    .map_err(err)?;
-    tx.commit().map_err(err)
-}
-
-/// One line naming the file and what failed. SQLite's messages never carry
-/// bound values, so no message body can leak into it.
-fn sqlite_error(path: &Path, doing: &str, e: rusqlite::Error) -> QueueError {
-    let what = match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
-            "busy: another connection held the file for longer than {} s",
-            BUSY_TIMEOUT.as_secs()
-        ),
-        Some(ErrorCode::NotADatabase) => "is not a SQLite database".to_owned(),
-        Some(ErrorCode::CannotOpen) => {
-            "cannot be opened (does its directory exist, and may this user write there?)".to_owned()
-        }
-        _ => e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
-    QueueError::new(
-        None,
-        format!("queue file {}: {doing}: {what}", path.display()),
-    )
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
-
-fn read_max_receive_count(conn: &Connection) -> rusqlite::Result<u32> {
-    let value: Option<String> = conn
-        .query_row(
-            "SELECT value FROM sluice_queue_meta WHERE key = 'max_receive_count'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok(value
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_MAX_RECEIVE_COUNT))
-}
-
-fn handle(seq: i64, nonce: i64) -> String {
-    format!("{seq}.{nonce:x}")
-}
-
-fn parse_handle(handle: &str) -> Option<(i64, i64)> {
-    let (seq, nonce) = handle.split_once('.')?;
-    let nonce = u64::from_str_radix(nonce, 16).ok()?;
-    Some((seq.parse().ok()?, i64::try_from(nonce).ok()?))
-}
-
-fn invalid_handle(index: usize) -> EntryFailure {
-    EntryFailure {
-        index,
-        code: codes::RECEIPT_HANDLE_IS_INVALID.into(),
-        sender_fault: true,
-    }
-}
-
-/// Checks the size and count of a batch call, as SQS does before anything else.
-fn check_batch_len(len: usize) -> Result<(), QueueError> {
-    if len == 0 {
-        return Err(QueueError::new(
-            Some(codes::EMPTY_BATCH_REQUEST.into()),
-            "EmptyBatchRequest: the batch has no entries",
-        ));
-    }
-    if len > MAX_BATCH_ENTRIES {
-        return Err(QueueError::new(
-            Some(codes::TOO_MANY_ENTRIES_IN_BATCH_REQUEST.into()),
-            format!("TooManyEntriesInBatchRequest: {len} entries, at most {MAX_BATCH_ENTRIES}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Why SQS would refuse this body, if it would.
-fn refusal(body: &str) -> Option<&'static str> {
-    if body.is_empty() {
-        return Some(codes::MISSING_PARAMETER);
-    }
-    if body.len() > MAX_MESSAGE_BYTES {
-        return Some(codes::MESSAGE_TOO_LONG);
-    }
-    // SQS accepts the characters XML allows: #x9 | #xA | #xD | #x20-#xD7FF |
-    // #xE000-#xFFFD | #x10000-#x10FFFF (Rust strings hold no surrogates).
-    let allowed = |c: char| {
-        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
-            || c >= '\u{10000}'
-    };
-    (!body.chars().all(allowed)).then_some(codes::INVALID_MESSAGE_CONTENTS)
-}
-
-/// What one receive attempt found.
-struct Attempt {
-    messages: Vec<QueueMessage>,
-    /// Messages moved to the dead-letter queue.
-    moved: usize,
-    /// When the next hidden message becomes visible (Unix ms), if any.
-    next_visible_at: Option<i64>,
-    data_version: i64,
-}
-
-fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA data_version", [], |row| row.get(0))
-}
-
-fn try_receive(
-    conn: &mut Connection,
-    which: Which,
-    max: usize,
-    visibility_ms: i64,
-) -> rusqlite::Result<Attempt> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let now = now_ms();
-    let max_receives = match which {
-        Which::Main => Some(i64::from(read_max_receive_count(&tx)?)),
-        Which::DeadLetter => None,
-    };
-    let mut messages = Vec::new();
-    let mut moved = 0;
-    loop {
-        // Each row found is delivered (hidden) or moved to the dead-letter
-        // queue, so it is not found again: every round makes progress.
-        let candidates: Vec<(i64, i64)> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT seq, receive_count FROM sluice_queue_messages
-                 WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT ?3",
-            )?;
-            stmt.query_map(
-                params![which.code(), now, (max - messages.len()) as i64],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?
-            .collect::<Result<_, _>>()?
-        };
-        if candidates.is_empty() {
-            break;
-        }
-        for (seq, receive_count) in candidates {
-            if max_receives.is_some_and(|limit| receive_count >= limit) {
-                tx.prepare_cached(
-                    "UPDATE sluice_queue_messages
-                     SET queue = ?2, visible_at = ?3, receive_count = 0, receipt = NULL
-                     WHERE seq = ?1",
-                )?
-                .execute(params![seq, Which::DeadLetter.code(), now])?;
-                moved += 1;
-                continue;
-            }
-            let nonce = (rand::random::<u64>() >> 1) as i64;
-            let message = tx
-                .prepare_cached(
-                    "UPDATE sluice_queue_messages
-                     SET visible_at = ?2, receive_count = receive_count + 1, receipt = ?3
-                     WHERE seq = ?1 RETURNING message_id, body, receive_count",
-                )?
-                .query_row(params![seq, now + visibility_ms, nonce], |row| {
-                    Ok(QueueMessage {
-                        message_id: row.get(0)?,
-                        receipt_handle: handle(seq, nonce),
-                        body: row.get(1)?,
-                        receive_count: row.get(2)?,
-                    })
-                })?;
-            messages.push(message);
-        }
-        if messages.len() >= max {
-            break;
-        }
-    }
-    let next_visible_at = if messages.is_empty() {
-        tx.prepare_cached(
-            "SELECT MIN(visible_at) FROM sluice_queue_messages WHERE queue = ?1 AND visible_at > ?2",
-        )?
-        .query_row(params![which.code(), now], |row| row.get(0))?
-    } else {
-        None
-    };
-    // Read before the commit: a commit by another process right after ours
-    // must count as unseen, or the wait that follows would sleep through it.
-    let version = data_version(&tx)?;
-    tx.commit()?;
-    Ok(Attempt {
-        messages,
-        moved,
-        next_visible_at,
-        data_version: version,
-    })
-}
-
-/// Deletes or re-times the messages of `handles` whose receipt is current.
-fn by_handles(
-    conn: &mut Connection,
-    sql: &str,
-    which: Which,
-    handles: &[Option<(i64, i64)>],
-    visible_at: Option<i64>,
-) -> rusqlite::Result<(Vec<EntryFailure>, usize)> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut failures = Vec::new();
-    let mut changed = 0;
-    {
-        let mut stmt = tx.prepare_cached(sql)?;
-        for (index, parsed) in handles.iter().enumerate() {
-            let hit = match parsed {
-                Some((seq, nonce)) => {
-                    let changed = match visible_at {
-                        Some(at) => stmt.execute(params![seq, nonce, which.code(), at])?,
-                        None => stmt.execute(params![seq, nonce, which.code()])?,
-                    };
-                    changed == 1
-                }
-                None => false,
-            };
-            if hit {
-                changed += 1;
-            } else {
-                failures.push(invalid_handle(index));
-            }
-        }
-    }
-    tx.commit()?;
-    Ok((failures, changed))
-}
-
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn send_batch(&self, bodies: &[String]) -> Result<SendOutcome, QueueError> {
@@ -756,7 +329,7 @@ impl Queue for SqliteQueue {
         }
         if total > MAX_BATCH_BYTES {
             return Err(QueueError::new(
-                Some(codes::BATCH_REQUEST_TOO_LONG.into()),
+                Some("BatchRequestTooLong".into()),
                 format!(
                     "BatchRequestTooLong: the bodies total {total} bytes, at most {MAX_BATCH_BYTES}"
                 ),
@@ -765,26 +338,56 @@ impl Queue for SqliteQueue {
         if rows.is_empty() {
             return Ok(outcome);
         }
+        let path = self.shared.path.clone();
+        let limits = self.shared.limits;
         let sent = self
             .run(true, "sending", move |conn, which| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // Measured under the write lock: no other send can slip
+                // between the check and the insert.
+                let space = space::measure(&tx, &path)?;
+                space::record(&space);
+                if let Some(reason) = space::refusal(&limits, &space, total as u64) {
+                    return Ok(Err(reason));
+                }
                 let now = now_ms();
                 {
+                    // The receipt starts as a nonce of a receive's size, so
+                    // a receive rewrites the row in place (same length)
+                    // instead of copying its body: receiving then needs a
+                    // few pages of WAL, not the message's size.
                     let mut stmt = tx.prepare_cached(
-                        "INSERT INTO sluice_queue_messages (queue, visible_at, message_id, sent_at, body)
-                         VALUES (?1, ?2, ?3, ?2, ?4)",
+                        "INSERT INTO sluice_queue_messages (queue, visible_at, message_id, sent_at, body, receipt)
+                         VALUES (?1, ?2, ?3, ?2, ?4, ?5)",
                     )?;
                     for (_, id, body) in &rows {
-                        stmt.execute(params![which.code(), now, id, body])?;
+                        stmt.execute(params![which.code(), now, id, body, fresh_nonce()])?;
                     }
                 }
                 tx.commit()?;
-                Ok(rows
+                Ok(Ok(rows
                     .into_iter()
                     .map(|(index, id, _)| (index, id))
-                    .collect::<Vec<_>>())
+                    .collect::<Vec<_>>()))
             })
-            .await?;
+            .await;
+        let sent = match sent {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(reason)) => {
+                self.shared.refusing.started(&self.shared.path, &reason);
+                return Err(QueueError::new(
+                    Some(super::QUEUE_FULL.into()),
+                    format!("queue file {}: full: {reason}", self.shared.path.display()),
+                ));
+            }
+            Err(e) => {
+                if e.is_full() {
+                    self.shared.refusing.started(&self.shared.path, &e.message);
+                }
+                return Err(e);
+            }
+        };
+        self.shared.refusing.ended(&self.shared.path);
         self.shared.notify.notify_waiters();
         outcome.sent = sent;
         Ok(outcome)
@@ -926,32 +529,12 @@ impl Queue for SqliteQueue {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
-    #[test]
-    fn handles_round_trip_and_garbage_is_refused() {
-        assert_eq!(
-            parse_handle(&handle(42, 0x7fff_0001)),
-            Some((42, 0x7fff_0001))
-        );
-        for bad in ["", "42", ".", "x.1", "1.zz", "1.ffffffffffffffff", "1.2.3"] {
-            assert_eq!(parse_handle(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn refusals_follow_sqs() {
-        assert_eq!(refusal("{}"), None);
-        assert_eq!(refusal("tab\tand\nlines\r and ünïcode 🦀"), None);
-        assert_eq!(refusal(""), Some("MissingParameter"));
-        assert_eq!(refusal("nul\u{0}"), Some("InvalidMessageContents"));
-        assert_eq!(refusal("\u{FFFF}"), Some("InvalidMessageContents"));
-        assert_eq!(refusal(&"x".repeat(MAX_MESSAGE_BYTES)), None);
-        assert_eq!(
-            refusal(&"x".repeat(MAX_MESSAGE_BYTES + 1)),
-            Some("MessageTooLong")
-        );
-    }
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
 }
