@@ -73,6 +73,9 @@ impl Default for BatchSettings {
 pub enum EnqueueError {
     #[error("the queue did not accept the events in time")]
     Unavailable,
+    /// The embedded queue is full until the writers drain it.
+    #[error("the queue is full")]
+    Full,
     #[error("too many events are waiting for the queue")]
     Overloaded,
     /// The queue refused event `index` (from 0) as too large even alone.

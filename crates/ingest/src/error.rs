@@ -42,6 +42,10 @@ pub enum ApiError {
     Timeout { seconds: u64 },
     #[error("the queue did not accept the events; none of them is stored, retry later")]
     QueueUnavailable { retry_after: u64 },
+    #[error(
+        "the queue is full until the writers drain it; not all of the events are stored, retry later"
+    )]
+    QueueFull { retry_after: u64 },
     #[error("too many events are waiting for the queue; retry later")]
     Overloaded { retry_after: u64 },
     #[error("the service is shutting down; retry later")]
@@ -59,6 +63,7 @@ impl ApiError {
     pub fn enqueue(e: EnqueueError, retry_after: u64) -> Self {
         match e {
             EnqueueError::Unavailable => ApiError::QueueUnavailable { retry_after },
+            EnqueueError::Full => ApiError::QueueFull { retry_after },
             EnqueueError::Overloaded => ApiError::Overloaded { retry_after },
             EnqueueError::Closed => ApiError::ShuttingDown { retry_after },
             EnqueueError::TooLarge { index } => ApiError::EventTooLargeForQueue { index },
@@ -80,6 +85,7 @@ impl ApiError {
             }
             ApiError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::QueueUnavailable { .. }
+            | ApiError::QueueFull { .. }
             | ApiError::Overloaded { .. }
             | ApiError::ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,6 +114,7 @@ impl ApiError {
             ApiError::UnsupportedEncoding => "unsupported_encoding",
             ApiError::Timeout { .. } => "request_timeout",
             ApiError::QueueUnavailable { .. } => "queue_unavailable",
+            ApiError::QueueFull { .. } => "queue_full",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::ShuttingDown { .. } => "shutting_down",
             ApiError::Internal => "internal",
@@ -119,6 +126,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::QueueUnavailable { retry_after }
+            | ApiError::QueueFull { retry_after }
             | ApiError::Overloaded { retry_after }
             | ApiError::ShuttingDown { retry_after } => Some(*retry_after),
             _ => None,

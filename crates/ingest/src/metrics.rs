@@ -93,7 +93,7 @@ pub fn sqs_call(outcome: &'static str, elapsed: Duration) {
 }
 
 /// `entry_failed`, `call_failed`, `call_timeout`, `call_too_large`,
-/// `message_too_large` or `deadline`.
+/// `message_too_large`, `queue_full` or `deadline`.
 pub fn queue_error(kind: &'static str) {
     metrics::counter!(QUEUE_ERRORS, "kind" => kind).increment(1);
 }

@@ -164,6 +164,7 @@ impl Sender {
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(1)),
             deadline,
             last_error: None,
+            full: false,
         };
         for group in self.groups(&events) {
             flush.pack(group, self.max_message_bytes(), false);
@@ -270,6 +271,8 @@ struct Flush {
     deadline: Instant,
     /// Why the last send failed, for the one warning at the deadline.
     last_error: Option<String>,
+    /// The queue refused a call as full: answer at once, not at the deadline.
+    full: bool,
 }
 
 impl Flush {
@@ -305,7 +308,15 @@ impl Flush {
                 }
             };
             match done {
-                Some(Ok(done)) => self.handle(done),
+                Some(Ok(done)) => {
+                    self.handle(done);
+                    if self.full {
+                        // Retrying would not help until the writers drain
+                        // the queue; the client's retry will.
+                        self.tasks.abort_all();
+                        break;
+                    }
+                }
                 Some(Err(e)) => {
                     // A packing task panicked: its requests cannot be answered yes.
                     tracing::error!(error = %e, "a flush task failed");
@@ -314,8 +325,13 @@ impl Flush {
                 None => break,
             }
         }
+        let error = if self.full {
+            EnqueueError::Full
+        } else {
+            EnqueueError::Unavailable
+        };
         for w in &mut self.waiters {
-            w.answer(Err(EnqueueError::Unavailable));
+            w.answer(Err(error.clone()));
         }
     }
 
@@ -417,6 +433,10 @@ impl Flush {
                     for (m, body) in messages.into_iter().zip(bodies) {
                         self.split(m, body.len());
                     }
+                }
+                Some(Err(e)) if e.is_full() => {
+                    metrics::queue_error("queue_full");
+                    self.full = true;
                 }
                 Some(Err(e)) => {
                     metrics::queue_error("call_failed");

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Delivery;
+use crate::health::Health;
 use crate::lease::Leases;
 use crate::metrics;
 
@@ -34,6 +35,7 @@ pub struct Committer {
     pub linger: Duration,
     pub committers: usize,
     pub shutdown_timeout: Duration,
+    pub health: Arc<Health>,
 }
 
 impl Committer {
@@ -183,6 +185,7 @@ impl Committer {
             let started = Instant::now();
             match self.sink.write(batch).await {
                 Ok(outcome) => {
+                    self.health.commit_succeeded();
                     let elapsed = started.elapsed();
                     tracing::debug!(
                         messages = batch.messages.len(),
@@ -198,6 +201,7 @@ impl Committer {
                 // A TLS certificate that stopped being trusted mid-run is
                 // retried like an outage: no message is given up for it.
                 Err(SinkError::Transient(reason) | SinkError::Configuration(reason)) => {
+                    self.health.commit_failed(&reason);
                     metrics::error("db_transient", 1);
                     if shutdown.is_cancelled() {
                         let limit = *give_up_at

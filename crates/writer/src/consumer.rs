@@ -15,6 +15,7 @@ use sluice_core::records::MessageRows;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::health::Health;
 use crate::lease::Leases;
 use crate::metrics;
 
@@ -49,6 +50,7 @@ pub struct Consumer {
     pub max_held_rows: usize,
     pub wait: Duration,
     pub visibility: Duration,
+    pub health: Arc<Health>,
 }
 
 impl Consumer {
@@ -62,9 +64,11 @@ impl Consumer {
             let messages = match received {
                 Ok(messages) => {
                     backoff.reset();
+                    self.health.receive_succeeded();
                     messages
                 }
                 Err(e) => {
+                    self.health.receive_failed(&e.to_string());
                     metrics::error("queue_receive", 1);
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");

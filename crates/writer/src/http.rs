@@ -13,10 +13,14 @@ use serde_json::json;
 use sluice_core::queue::Queue;
 use sluice_core::sink::Sink;
 
+use crate::health::Health;
+
 #[derive(Clone)]
 pub struct HttpState {
     pub queue: Arc<dyn Queue>,
     pub sink: Arc<dyn Sink>,
+    /// What the receive and commit loops report.
+    pub health: Arc<Health>,
     pub metrics: PrometheusHandle,
 }
 
@@ -28,7 +32,9 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Ready when both the database and the queue answer within two seconds.
+/// Ready when both the database and the queue answer within two seconds,
+/// batches commit and receives succeed (a full disk, say, fails the latter
+/// two while pings still answer).
 async fn readyz(State(state): State<HttpState>) -> Response {
     let limit = Duration::from_secs(2);
     let database = matches!(
@@ -39,14 +45,22 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         tokio::time::timeout(limit, state.queue.depth()).await,
         Ok(Ok(_))
     );
-    if database && queue {
+    let problems = state.health.problems();
+    if database && queue && problems.is_empty() {
         return Json(json!({"status": "ready"})).into_response();
     }
-    let detail = match (database, queue) {
-        (false, false) => "database and queue unreachable",
-        (false, true) => "database unreachable",
-        _ => "queue unreachable",
+    let unreachable = match (database, queue) {
+        (false, false) => Some("database and queue unreachable"),
+        (false, true) => Some("database unreachable"),
+        (true, false) => Some("queue unreachable"),
+        (true, true) => None,
     };
+    let detail = unreachable
+        .map(str::to_owned)
+        .into_iter()
+        .chain(problems)
+        .collect::<Vec<_>>()
+        .join("; ");
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({"error": "not_ready", "detail": detail})),

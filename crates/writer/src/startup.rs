@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::committer::Committer;
 use crate::configuration::Tuning;
 use crate::consumer::Consumer;
+use crate::health::Health;
 use crate::http::{HttpState, router};
 use crate::lease::Leases;
 
@@ -70,11 +71,13 @@ impl Application {
         let (tx, rx) = mpsc::channel(tuning.consumers * 20);
         let row_budget = Arc::new(tokio::sync::Semaphore::new(tuning.max_held_rows));
 
+        let health = Arc::new(Health::default());
         let http_stop = CancellationToken::new();
         let http = {
             let state = HttpState {
                 queue: Arc::clone(&self.queue),
                 sink: Arc::clone(&self.sink),
+                health: Arc::clone(&health),
                 metrics: telemetry::metrics_handle(),
             };
             let stop = http_stop.clone();
@@ -107,6 +110,7 @@ impl Application {
                 max_held_rows: tuning.max_held_rows,
                 wait: tuning.wait,
                 visibility: tuning.visibility,
+                health: Arc::clone(&health),
             };
             consumers.spawn(consumer.run(shutdown.clone()));
         }
@@ -121,6 +125,7 @@ impl Application {
             linger: tuning.linger,
             committers: tuning.committers,
             shutdown_timeout: tuning.shutdown_timeout,
+            health,
         };
         tracing::info!(
             queue = %self.queue.describe(),

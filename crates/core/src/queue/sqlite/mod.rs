@@ -340,6 +340,7 @@ impl Queue for SqliteQueue {
         }
         let path = self.shared.path.clone();
         let limits = self.shared.limits;
+        let resuming = self.shared.refusing.is_set();
         let sent = self
             .run(true, "sending", move |conn, which| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -347,7 +348,7 @@ impl Queue for SqliteQueue {
                 // between the check and the insert.
                 let space = space::measure(&tx, &path)?;
                 space::record(&space);
-                if let Some(reason) = space::refusal(&limits, &space, total as u64) {
+                if let Some(reason) = space::refusal(&limits, &space, total as u64, resuming) {
                     return Ok(Err(reason));
                 }
                 let now = now_ms();

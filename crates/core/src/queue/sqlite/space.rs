@@ -10,12 +10,16 @@
 //! always go on, and sends are accepted again as the writers free room.
 //!
 //! Sizes are measured where SQLite keeps them: the queue's bytes are its
-//! pages in use (page count less free pages), and the room left is the
-//! filesystem's free space (statvfs) plus the file's own free pages, which
-//! SQLite reuses before growing the file — the file never shrinks, so a
-//! drained queue would otherwise look full for good. The check runs inside
-//! the send's write transaction, so concurrent senders cannot both slip past
-//! it.
+//! pages in use (page count less free pages), and the room left is what
+//! SQLite can write without growing its files onto the disk's last bytes:
+//! the filesystem's free space (statvfs), plus the file's own free pages
+//! (reused before the file grows — it never shrinks, so a drained queue
+//! would otherwise look full for good), plus the WAL file (rewritten from
+//! its start after each checkpoint), less what the next checkpoint adds to
+//! the main file. The check runs inside the send's write transaction, so
+//! concurrent senders cannot both slip past it. Once refusing, a send needs
+//! room for a full batch call to be accepted again, so a small send that
+//! fits does not flip the state (and the log) back and forth.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,10 +105,19 @@ pub(super) fn measure(conn: &Connection, path: &Path) -> rusqlite::Result<Space>
     let page = pragma("page_size")?.max(0) as u64;
     let pages = pragma("page_count")?.max(0) as u64;
     let free_pages = pragma("freelist_count")?.max(0) as u64;
-    let reusable = free_pages * page;
+    let file_len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let main_len = file_len(path);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_len = file_len(Path::new(&wal));
+    // Pages the WAL holds beyond the main file's end, written there at the
+    // next checkpoint.
+    let pending_growth = (pages * page).saturating_sub(main_len);
+    let reusable = (free_pages * page).saturating_add(wal_len);
     Ok(Space {
         queue_bytes: pages.saturating_sub(free_pages) * page,
-        free_bytes: filesystem_free(path).map(|free| free.saturating_add(reusable)),
+        free_bytes: filesystem_free(path)
+            .map(|free| free.saturating_add(reusable).saturating_sub(pending_growth)),
     })
 }
 
@@ -116,9 +129,26 @@ fn filesystem_free(path: &Path) -> Option<u64> {
 
 /// Why a send of `incoming` body bytes must wait, if it must. A body is
 /// written twice before a checkpoint frees its WAL frames (the WAL, then
-/// the file), hence the double.
-pub(super) fn refusal(limits: &Limits, space: &Space, incoming: u64) -> Option<String> {
-    if space.queue_bytes.saturating_add(incoming) > limits.max_bytes {
+/// the file), hence the double. While `resuming` (sends are being refused),
+/// the room asked for is that of a full batch call (a quarter of
+/// `QUEUE_MAX_BYTES` at most), so one small send that fits does not end the
+/// refusal only for the next to start it again.
+pub(super) fn refusal(
+    limits: &Limits,
+    space: &Space,
+    incoming: u64,
+    resuming: bool,
+) -> Option<String> {
+    let (for_size, for_free) = if resuming {
+        let call = super::MAX_BATCH_BYTES as u64;
+        (
+            incoming.max(call.min(limits.max_bytes / 4)),
+            incoming.max(call),
+        )
+    } else {
+        (incoming, incoming)
+    };
+    if space.queue_bytes.saturating_add(for_size) > limits.max_bytes {
         return Some(format!(
             "the queue holds {} bytes of messages and QUEUE_MAX_BYTES is {}",
             space.queue_bytes, limits.max_bytes
@@ -128,7 +158,7 @@ pub(super) fn refusal(limits: &Limits, space: &Space, incoming: u64) -> Option<S
     if free
         < limits
             .min_free_bytes
-            .saturating_add(incoming.saturating_mul(2))
+            .saturating_add(for_free.saturating_mul(2))
     {
         return Some(format!(
             "{free} bytes are free for the queue file and QUEUE_MIN_FREE_BYTES keeps {} for draining",
@@ -163,6 +193,10 @@ pub(super) fn record(space: &Space) {
 pub(super) struct Refusing(AtomicBool);
 
 impl Refusing {
+    pub(super) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
     pub(super) fn started(&self, path: &Path, reason: &str) {
         if !self.0.swap(true, Ordering::AcqRel) {
             tracing::warn!(
@@ -205,14 +239,22 @@ mod tests {
             queue_bytes,
             free_bytes: Some(free),
         };
-        assert_eq!(refusal(&limits, &space(500, 10_000), 400), None);
-        assert!(refusal(&limits, &space(700, 10_000), 400).is_some());
-        assert_eq!(refusal(&limits, &space(0, 300), 100), None);
-        assert!(refusal(&limits, &space(0, 299), 100).is_some());
+        assert_eq!(refusal(&limits, &space(500, 10_000), 400, false), None);
+        assert!(refusal(&limits, &space(700, 10_000), 400, false).is_some());
+        assert_eq!(refusal(&limits, &space(0, 300), 100, false), None);
+        assert!(refusal(&limits, &space(0, 299), 100, false).is_some());
         let unknown = Space {
             queue_bytes: 0,
             free_bytes: None,
         };
-        assert_eq!(refusal(&limits, &unknown, 100), None);
+        assert_eq!(refusal(&limits, &unknown, 100, false), None);
+        // Once refusing, a send that fits is not enough: a full call must.
+        let roomy = Limits {
+            max_bytes: 1 << 30,
+            min_free_bytes: 100,
+        };
+        assert_eq!(refusal(&roomy, &space(0, 1_000), 100, false), None);
+        assert!(refusal(&roomy, &space(0, 1_000), 100, true).is_some());
+        assert_eq!(refusal(&roomy, &space(0, 3 << 20), 100, true), None);
     }
 }
