@@ -89,10 +89,7 @@ mod tests {
         health.receive_failed("busy");
         assert!(health.problems().is_empty());
         health.receive_failed("disk full");
-        assert_eq!(
-            health.problems(),
-            ["the last 3 receives failed: disk full"]
-        );
+        assert_eq!(health.problems(), ["the last 3 receives failed: disk full"]);
         health.receive_succeeded();
         assert!(health.problems().is_empty());
         health.commit_failed("SQLite DiskFull");

@@ -9,6 +9,7 @@ mod binary;
 mod body_props;
 
 mod delivery;
+mod disk_full;
 mod hostile;
 mod metrics;
 mod outage;

@@ -21,7 +21,7 @@ use crate::helpers::*;
 const WAIT: Duration = Duration::from_secs(120);
 
 /// One `sluice-writer serve` child process, with its metrics address.
-struct WriterProcess {
+pub(crate) struct WriterProcess {
     child: Child,
     addr: SocketAddr,
     stderr: JoinHandle<String>,
@@ -29,7 +29,7 @@ struct WriterProcess {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,7 +45,11 @@ impl WriterProcess {
     }
 
     /// [`start`](Self::start) with the queue given by its variables.
-    async fn start_with(dir: &Path, mut env: Vec<(&'static str, String)>, db: &TestDb) -> Self {
+    pub(crate) async fn start_with(
+        dir: &Path,
+        mut env: Vec<(&'static str, String)>,
+        db: &TestDb,
+    ) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         env.extend([
             ("DATABASE_URL", db.url_string()),
@@ -85,7 +89,7 @@ impl WriterProcess {
         }
     }
 
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
+    pub(crate) async fn get(&self, path: &str) -> Option<(u16, String)> {
         let r = reqwest::get(format!("http://{}{path}", self.addr))
             .await
             .ok()?;
@@ -106,7 +110,7 @@ impl WriterProcess {
     }
 
     /// SIGTERM and wait; returns the exit status and the log.
-    async fn stop(mut self) -> (ExitStatus, String) {
+    pub(crate) async fn stop(mut self) -> (ExitStatus, String) {
         sigterm(self.child.id().expect("still running"));
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await

@@ -10,13 +10,16 @@
 //! always go on, and sends are accepted again as the writers free room.
 //!
 //! Sizes are measured where SQLite keeps them: the queue's bytes are its
-//! pages in use (page count less free pages), and the room left is what
-//! SQLite can write without growing its files onto the disk's last bytes:
-//! the filesystem's free space (statvfs), plus the file's own free pages
+//! pages in use (page count less free pages), and the room left is the
+//! filesystem's free space (statvfs), plus the file's own free pages
 //! (reused before the file grows — it never shrinks, so a drained queue
-//! would otherwise look full for good), plus the WAL file (rewritten from
-//! its start after each checkpoint), less what the next checkpoint adds to
-//! the main file. The check runs inside the send's write transaction, so
+//! would otherwise look full for good), less what the next checkpoint adds
+//! to the main file (pages the WAL holds beyond its end): a checkpoint
+//! that cannot write them would keep the WAL from being reused, and then
+//! nothing commits. The WAL file itself is not counted as room: it is
+//! reused from its start after each checkpoint, so it stays at its largest
+//! size (the auto-checkpoint's 4 MiB and a transaction, in steady use), and
+//! draining needs only `QUEUE_MIN_FREE_BYTES` beyond it. The check runs inside the send's write transaction, so
 //! concurrent senders cannot both slip past it. Once refusing, a send needs
 //! room for a full batch call to be accepted again, so a small send that
 //! fits does not flip the state (and the log) back and forth.
@@ -105,15 +108,11 @@ pub(super) fn measure(conn: &Connection, path: &Path) -> rusqlite::Result<Space>
     let page = pragma("page_size")?.max(0) as u64;
     let pages = pragma("page_count")?.max(0) as u64;
     let free_pages = pragma("freelist_count")?.max(0) as u64;
-    let file_len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    let main_len = file_len(path);
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal_len = file_len(Path::new(&wal));
+    let main_len = std::fs::metadata(path).map_or(0, |m| m.len());
     // Pages the WAL holds beyond the main file's end, written there at the
     // next checkpoint.
     let pending_growth = (pages * page).saturating_sub(main_len);
-    let reusable = (free_pages * page).saturating_add(wal_len);
+    let reusable = free_pages * page;
     Ok(Space {
         queue_bytes: pages.saturating_sub(free_pages) * page,
         free_bytes: filesystem_free(path)

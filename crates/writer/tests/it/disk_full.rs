@@ -1,0 +1,381 @@
+//! A full disk never wedges the pipeline: the real `sluice-ingest` and
+//! `sluice-writer` binaries with the embedded queue, or the SQLite
+//! database, on a small tmpfs that fills up.
+//!
+//! Mounting needs root (CI runs as root): elsewhere these tests are skipped
+//! with a message, and fail under `SLUICE_REQUIRE_SERVICES=1`. The ingest
+//! binary is the one cargo built next to the writer's (`cargo test
+//! --workspace`, as `scripts/test` runs, builds every binary).
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use sluice_core::queue::Queue;
+use sluice_core::queue::sqlite::SqliteQueue;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::binary::{drain, sigterm};
+use crate::helpers::*;
+use crate::processes::{WriterProcess, free_port};
+
+const LAND_WITHIN: Duration = Duration::from_secs(180);
+
+/// A tmpfs of `size` mounted on a fresh folder, unmounted on drop.
+struct Tmpfs {
+    dir: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Self> {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("small");
+        std::fs::create_dir(&dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => {
+                return Some(Self {
+                    dir,
+                    _parent: parent,
+                });
+            }
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if std::env::var("SLUICE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+            panic!("cannot mount a tmpfs ({why}) and SLUICE_REQUIRE_SERVICES=1");
+        }
+        eprintln!("skipped: cannot mount a tmpfs ({why}); the full-disk tests need root, as in CI");
+        None
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a child still dying must not leave the mount behind.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Fills the filesystem of `dir` with a file until nothing more fits.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for chunk in [1 << 20, 64 << 10, 4 << 10, 512] {
+        let block = vec![0x5au8; chunk];
+        while file.write_all(&block).and_then(|()| file.flush()).is_ok() {}
+    }
+    let _ = file.sync_all();
+    path
+}
+
+/// Logins with unique user ids, each padded with text that compresses
+/// poorly, so a few requests fill megabytes.
+fn padded_logins(tag: &str, from: usize, n: usize) -> Vec<Value> {
+    let mut state = (from as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (from..from + n)
+        .map(|i| {
+            let pad: String = (0..96)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    format!("{state:016x}")
+                })
+                .collect();
+            json!({"user_id": format!("{tag}-{i:07}"), "ip": "10.1.2.3", "pad": pad})
+        })
+        .collect()
+}
+
+/// The `sluice-ingest` binary cargo built beside this crate's writer;
+/// refused when older than ingest's or core's sources (a stale binary would
+/// test old code).
+fn ingest_binary() -> PathBuf {
+    let writer = Path::new(env!("CARGO_BIN_EXE_sluice-writer"));
+    let ingest = writer.with_file_name("sluice-ingest");
+    let built = std::fs::metadata(&ingest)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: build every binary first (`cargo build --workspace --bins`; scripts/test does)",
+                ingest.display()
+            )
+        });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for sources in ["crates/ingest/src", "crates/core/src"] {
+        let newest = newest_file(&root.join(sources));
+        assert!(
+            newest <= built,
+            "{} is older than {sources}: rebuild it (`cargo build --workspace --bins`)",
+            ingest.display()
+        );
+    }
+    ingest
+}
+
+fn newest_file(dir: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).unwrap()
+        };
+        newest = newest.max(time);
+    }
+    newest
+}
+
+/// A running `sluice-ingest` child.
+struct IngestProcess {
+    child: Child,
+    addr: String,
+    stderr: JoinHandle<String>,
+    _stdout: JoinHandle<String>,
+}
+
+impl IngestProcess {
+    async fn start(dir: &Path, env: &[(&str, String)]) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(ingest_binary())
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("INGEST_ADDR", &addr)
+            .env("RUST_LOG", "warn")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start sluice-ingest");
+        let _stdout = drain(child.stdout.take().unwrap());
+        let stderr = drain(child.stderr.take().unwrap());
+        let process = Self {
+            child,
+            addr,
+            stderr,
+            _stdout,
+        };
+        let url = format!("http://{}/readyz", process.addr);
+        eventually(Duration::from_secs(60), "sluice-ingest ready", || {
+            let url = url.clone();
+            async move {
+                reqwest::get(url)
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 200)
+            }
+        })
+        .await;
+        process
+    }
+
+    /// Posts events; the status, the `Retry-After` header and the body.
+    async fn post(&self, events: &[Value]) -> (u16, Option<String>, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/events", self.addr))
+            .json(events)
+            .send()
+            .await
+            .expect("ingest answers");
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, retry_after, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stop(mut self) -> String {
+        sigterm(self.child.id().expect("still running"));
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits within 30 s of SIGTERM")
+            .unwrap();
+        let log = self.stderr.await.unwrap_or_default();
+        assert!(status.success(), "ingest exit {status}:\n{log}");
+        log
+    }
+}
+
+async fn readyz(writer: &WriterProcess) -> (u16, String) {
+    writer.get("/readyz").await.unwrap_or((0, String::new()))
+}
+
+fn writer_env(queue_url: String) -> Vec<(&'static str, String)> {
+    vec![("QUEUE_URL", queue_url)]
+}
+
+/// Every login exactly once: as many rows as distinct user ids as expected.
+async fn assert_exactly_once(db: &TestDb, expected: usize) {
+    let rows = db
+        .text_rows(
+            "SELECT CAST(COUNT(*) AS TEXT), CAST(COUNT(DISTINCT user_id) AS TEXT) FROM user_logins",
+        )
+        .await;
+    let n = |i: usize| rows[0][i].as_deref().unwrap().parse::<usize>().unwrap();
+    assert_eq!((n(0), n(1)), (expected, expected), "rows, distinct users");
+    assert_eq!(db.count("rejected_records").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_sends_drains_without_help_and_accepts_again() {
+    let tmpfs = require!(Tmpfs::mount("8m"));
+    let dir = tempfile::tempdir().unwrap();
+    let queue_path = tmpfs.path().join("queue.db");
+    let queue_url = format!("sqlite://{}", queue_path.display());
+    let ingest = IngestProcess::start(
+        dir.path(),
+        &[
+            ("QUEUE_URL", queue_url.clone()),
+            ("QUEUE_MIN_FREE_BYTES", "2MiB".to_owned()),
+        ],
+    )
+    .await;
+
+    // Post until ingest refuses: every 202 is a promise.
+    let mut accepted = 0;
+    let refusal = loop {
+        assert!(accepted < 40_000, "never refused; is the queue bounded?");
+        let (status, retry_after, body) = ingest.post(&padded_logins("u", accepted, 100)).await;
+        match status {
+            202 => accepted += 100,
+            _ => break (status, retry_after, body),
+        }
+    };
+    let (status, retry_after, body) = refusal;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "queue_full", "{body}");
+    assert!(retry_after.is_some(), "503 carries Retry-After");
+    assert!(
+        accepted >= 1_000,
+        "only {accepted} accepted before refusing"
+    );
+    let again = ingest.post(&padded_logins("u", accepted, 100)).await;
+    assert_eq!(again.0, 503, "still full: {}", again.2);
+
+    // A writer started now drains the queue without any space freed by hand.
+    let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
+    let writer = WriterProcess::start_with(dir.path(), writer_env(queue_url.clone()), &db).await;
+    eventually(LAND_WITHIN, "every accepted login lands", || {
+        let db = db.clone();
+        async move { db.count("user_logins").await as usize >= accepted }
+    })
+    .await;
+
+    // Sends are accepted again, and land too.
+    let queue = SqliteQueue::open(&queue_path).unwrap();
+    let mut more = 0;
+    let deadline = tokio::time::Instant::now() + LAND_WITHIN;
+    while ingest.post(&padded_logins("v", more, 100)).await.0 != 202 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest never accepted again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    more += 100;
+    eventually(LAND_WITHIN, "the new logins land", || {
+        let db = db.clone();
+        async move { db.count("user_logins").await as usize >= accepted + more }
+    })
+    .await;
+    eventually(LAND_WITHIN, "the queue is empty", || {
+        let queue = queue.clone();
+        async move {
+            let c = queue.counts().await.unwrap();
+            c.visible + c.in_flight == 0
+        }
+    })
+    .await;
+    assert_exactly_once(&db, accepted + more).await;
+    let dlq = queue.dead_letter_queue().counts().await.unwrap();
+    assert_eq!(dlq.visible + dlq.in_flight, 0, "nothing dead-lettered");
+
+    let (status, writer_log) = writer.stop().await;
+    assert!(status.success(), "writer exit {status}:\n{writer_log}");
+    let log = ingest.stop().await;
+    let refusing = log.matches("the embedded queue is full").count();
+    let resumed = log.matches("the embedded queue has room again").count();
+    assert_eq!((refusing, resumed), (1, 1), "one warning each way:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_keeps_the_messages_and_lands_them_once_space_returns() {
+    let tmpfs = require!(Tmpfs::mount("8m"));
+    let dir = tempfile::tempdir().unwrap();
+    let queue = TestQueue::embedded();
+    // The database on the small disk, migrated before the disk fills.
+    let db = TestDb::fresh("sqlite", tmpfs.path()).await.unwrap();
+    let writer = WriterProcess::start_with(dir.path(), queue.env(), &db).await;
+    let filler = fill(tmpfs.path());
+
+    let records = generated_logins(20_000, "full");
+    let bodies = envelope_bodies(&records, 1_000);
+    queue.send(&bodies).await;
+
+    // The writer cannot commit: it says why and keeps every message.
+    let deadline = tokio::time::Instant::now() + LAND_WITHIN;
+    let said = loop {
+        let (status, body) = readyz(&writer).await;
+        if status == 503 && body.contains("cannot be committed") {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said batches cannot commit; last: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        said.to_lowercase().contains("full"),
+        "names the full disk: {said}"
+    );
+    // Long enough for several visibility timeouts (2 s) and the default
+    // maximum receive count (5): the leases must keep the messages alive.
+    let held_until = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < held_until {
+        assert_eq!(
+            queue.remaining().await,
+            bodies.len() as u64,
+            "nothing deleted"
+        );
+        assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
+        assert_eq!(db.count("user_logins").await, 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Space returns: everything lands once, and the writer is ready again.
+    std::fs::remove_file(filler).unwrap();
+    eventually(LAND_WITHIN, "every message lands", || {
+        let queue = &queue;
+        async move { queue.remaining().await == 0 }
+    })
+    .await;
+    assert_exactly_once(&db, records.len()).await;
+    assert_eq!(queue.dead_letters().await, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while readyz(&writer).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "/readyz 200 again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, log) = writer.stop().await;
+    assert!(status.success(), "writer exit {status}:\n{log}");
+}
