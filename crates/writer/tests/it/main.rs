@@ -17,6 +17,7 @@ mod pii_ops;
 mod pii_subject;
 mod pipeline;
 mod processes;
+mod queue_trouble;
 mod setup;
 mod stalled_start;
 mod tls;

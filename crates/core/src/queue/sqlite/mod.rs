@@ -507,7 +507,13 @@ impl Queue for SqliteQueue {
     }
 
     async fn counts(&self) -> Result<QueueCounts, QueueError> {
-        self.run(false, "counting", |conn, which| {
+        let path = self.shared.path.clone();
+        self.run(false, "counting", move |conn, which| {
+            // Readiness checks count: the gauges stay fresh in the writer
+            // too, which never sends.
+            if which == Which::Main {
+                space::record(&space::measure(conn, &path)?);
+            }
             conn.prepare_cached(
                 "SELECT COALESCE(SUM(visible_at <= ?2), 0), COALESCE(SUM(visible_at > ?2), 0)
                  FROM sluice_queue_messages WHERE queue = ?1",
