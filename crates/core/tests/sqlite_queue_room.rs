@@ -2,6 +2,7 @@
 //! read are quarantined instead of stalling the queue, and sends stop at
 //! `QUEUE_MAX_BYTES` while receives and deletes go on, then resume once the
 //! queue is drained. No services needed.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

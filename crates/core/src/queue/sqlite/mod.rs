@@ -56,6 +56,21 @@
 //! are overwritten (`secure_delete`) rather than left in free pages (the
 //! WAL's older frames go as it is reused after each checkpoint).
 //!
+//! **Room to drain.** Sends are refused (`QueueFull`) before the file and
+//! its disk fill up, so receives and deletes — write transactions too —
+//! always commit and the queue drains by itself (see `space.rs`). A receive
+//! rewrites its row in place: the receipt nonce is stored at send time in
+//! the same 8 bytes a receive's takes, so the row keeps its length and
+//! SQLite does not copy the body into the WAL.
+//!
+//! **Unreadable rows.** A row whose id or body is not UTF-8 text (another
+//! program wrote it) is moved to the dead-letter queue with a warning naming
+//! its message id, instead of failing every receive behind it.
+//!
+//! Files: `file` (opening, schema), `send` (SQS's checks), `space`
+//! (headroom), `receive` (receive, redrive, quarantine, delete), `wait`
+//! (long-poll wake-ups).
+//!
 //! **Durability.** A send returns only after its commit is synced
 //! (`synchronous=FULL`): ingest answers 202 on it. Receives, deletes and
 //! visibility changes commit with `synchronous=NORMAL` (safe against

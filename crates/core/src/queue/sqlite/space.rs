@@ -62,13 +62,13 @@ impl Limits {
     /// `QUEUE_MAX_BYTES` and `QUEUE_MIN_FREE_BYTES`, or their defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            max_bytes: bytes_var("QUEUE_MAX_BYTES", DEFAULT_MAX_BYTES)?,
-            min_free_bytes: bytes_var("QUEUE_MIN_FREE_BYTES", DEFAULT_MIN_FREE_BYTES)?,
+            max_bytes: env_bytes("QUEUE_MAX_BYTES", DEFAULT_MAX_BYTES)?,
+            min_free_bytes: env_bytes("QUEUE_MIN_FREE_BYTES", DEFAULT_MIN_FREE_BYTES)?,
         })
     }
 }
 
-fn bytes_var(name: &'static str, default: u64) -> Result<u64, ConfigError> {
+fn env_bytes(name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match env_var(name) {
         None => Ok(default),
         Some(raw) => parse_bytes(&raw).ok_or_else(|| ConfigError::new(name, EXPECTED)),
