@@ -270,6 +270,22 @@ async fn a_full_queue_refuses_sends_drains_without_help_and_accepts_again() {
     );
     let again = ingest.post(&padded_logins("u", accepted, 100)).await;
     assert_eq!(again.0, 503, "still full: {}", again.2);
+    let metrics = reqwest::get(format!("http://{}/metrics", ingest.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let queue_bytes = metric_value(&metrics, "sluice_queue_bytes");
+    let free_bytes = metric_value(&metrics, "sluice_queue_free_bytes");
+    assert!(
+        queue_bytes > 1_000_000.0,
+        "queue bytes gauge: {queue_bytes}"
+    );
+    assert!(
+        free_bytes > 0.0 && free_bytes < 8_000_000.0,
+        "free bytes gauge: {free_bytes}"
+    );
 
     // A writer started now drains the queue without any space freed by hand.
     let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
@@ -287,7 +303,12 @@ async fn a_full_queue_refuses_sends_drains_without_help_and_accepts_again() {
     while ingest.post(&padded_logins("v", more, 100)).await.0 != 202 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "ingest never accepted again"
+            "ingest never accepted again; on the tmpfs: {:?}",
+            std::fs::read_dir(tmpfs.path())
+                .unwrap()
+                .flatten()
+                .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -129,9 +129,9 @@ fn filesystem_free(path: &Path) -> Option<u64> {
 /// Why a send of `incoming` body bytes must wait, if it must. A body is
 /// written twice before a checkpoint frees its WAL frames (the WAL, then
 /// the file), hence the double. While `resuming` (sends are being refused),
-/// the room asked for is that of a full batch call (a quarter of
-/// `QUEUE_MAX_BYTES` at most), so one small send that fits does not end the
-/// refusal only for the next to start it again.
+/// the room asked for is that of a full batch call (at most a quarter of
+/// `QUEUE_MAX_BYTES` or of `QUEUE_MIN_FREE_BYTES`), so one small send that
+/// fits does not end the refusal only for the next to start it again.
 pub(super) fn refusal(
     limits: &Limits,
     space: &Space,
@@ -142,7 +142,7 @@ pub(super) fn refusal(
         let call = super::MAX_BATCH_BYTES as u64;
         (
             incoming.max(call.min(limits.max_bytes / 4)),
-            incoming.max(call),
+            incoming.max(call.min(limits.min_free_bytes / 4)),
         )
     } else {
         (incoming, incoming)
@@ -250,10 +250,11 @@ mod tests {
         // Once refusing, a send that fits is not enough: a full call must.
         let roomy = Limits {
             max_bytes: 1 << 30,
-            min_free_bytes: 100,
+            min_free_bytes: 64 << 20,
         };
-        assert_eq!(refusal(&roomy, &space(0, 1_000), 100, false), None);
-        assert!(refusal(&roomy, &space(0, 1_000), 100, true).is_some());
-        assert_eq!(refusal(&roomy, &space(0, 3 << 20), 100, true), None);
+        let free = (64 << 20) + 1_000;
+        assert_eq!(refusal(&roomy, &space(0, free), 100, false), None);
+        assert!(refusal(&roomy, &space(0, free), 100, true).is_some());
+        assert_eq!(refusal(&roomy, &space(0, 66 << 20), 100, true), None);
     }
 }
