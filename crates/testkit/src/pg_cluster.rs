@@ -24,6 +24,12 @@ impl Cluster {
         Self::init(bin, None)
     }
 
+    /// A plain cluster whose data folder is in `parent` (a small disk, for
+    /// the full-disk test), started.
+    pub fn create_in(bin: &Path, parent: &Path) -> Self {
+        Self::init_in(bin, None, Some(parent))
+    }
+
     /// A cluster serving `server`'s certificate with `ssl=on`, started. Over
     /// TCP it admits TLS connections only (`hostssl` in pg_hba.conf), so a
     /// client that did not negotiate TLS is refused, not served in plain.
@@ -32,7 +38,15 @@ impl Cluster {
     }
 
     fn init(bin: &Path, tls: Option<&KeyPair>) -> Self {
-        let data = tempfile::tempdir().unwrap();
+        Self::init_in(bin, tls, None)
+    }
+
+    fn init_in(bin: &Path, tls: Option<&KeyPair>, parent: Option<&Path>) -> Self {
+        let data = match parent {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .unwrap();
         if is_root() {
             run(Command::new("chmod").arg("755").arg(data.path()));
             run(Command::new("chown")

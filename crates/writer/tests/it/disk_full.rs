@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqlite::SqliteQueue;
+use sluice_testkit::pg_cluster::Cluster;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -399,4 +400,61 @@ async fn a_full_database_keeps_the_messages_and_lands_them_once_space_returns() 
     }
     let (status, log) = writer.stop().await;
     assert!(status.success(), "writer exit {status}:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_postgres_disk_is_retried_without_deleting_and_lands_once_space_returns() {
+    let bin = require!(service("SLUICE_TEST_PG_BIN"));
+    let tmpfs = require!(Tmpfs::mount("256m"));
+    let parent = tmpfs.path().to_owned();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::create_in(Path::new(&bin), &parent))
+        .await
+        .unwrap();
+    let db = TestDb::Postgres(fresh_postgres(&cluster.admin_url()).await);
+    let queue = TestQueue::embedded();
+    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
+    // A fresh WAL segment, so the server has room for its log while the
+    // tables cannot grow (a WAL write that fails stops PostgreSQL itself).
+    db.execute("CHECKPOINT; SELECT pg_switch_wal(); CHECKPOINT;")
+        .await;
+    let filler = fill(tmpfs.path());
+
+    let records = generated_logins(5_000, "pgfull");
+    let bodies = envelope_bodies(&records, 500);
+    queue.send(&bodies).await;
+    let deadline = tokio::time::Instant::now() + LAND_WITHIN;
+    let said = loop {
+        let (status, body) = writer.get("/readyz").await;
+        if status == 503 && body.contains("cannot be committed") {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said batches cannot commit; last: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(said.contains("53100"), "names the full disk: {said}");
+    let held_until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < held_until {
+        assert_eq!(
+            queue.remaining().await,
+            bodies.len() as u64,
+            "nothing deleted"
+        );
+        assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
+        assert_eq!(db.count("user_logins").await, 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    std::fs::remove_file(filler).unwrap();
+    eventually(LAND_WITHIN, "every message lands", || {
+        let queue = &queue;
+        async move { queue.remaining().await == 0 }
+    })
+    .await;
+    assert_exactly_once(&db, records.len()).await;
+    assert_eq!(queue.dead_letters().await, 0);
+    writer.stop().await;
+    drop(cluster);
 }
