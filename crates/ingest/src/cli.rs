@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
     telemetry::init_logging(configuration::log_format(&common)?);
     // Validate every setting before connecting to anything.
     let settings = Settings::from_env()?;
+    sluice_core::queue::sqlite::Limits::from_env()?;
     let addr = configuration::listen_addr(&common)?;
     let url = configuration::queue_url(&common)?;
     // A signal while connecting is a clean stop: nothing is held yet.

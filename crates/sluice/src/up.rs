@@ -75,6 +75,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     };
     let writer_addr = sluice_writer::configuration::listen_addr(&writer_common)?;
     let tuning = sluice_writer::configuration::Tuning::from_env_for(&queue_url)?;
+    sluice_core::queue::sqlite::Limits::from_env()?;
     let ingest_settings = sluice_ingest::configuration::Settings::from_env()?;
     let masker = masker()?;
 

@@ -168,6 +168,9 @@ async fn serve(common: &CommonArgs) -> Result<(), RunError> {
     // Validate every setting before connecting to anything.
     let masker = configuration::masker()?;
     let tuning = Tuning::from_env_for(&queue_url(common)?)?;
+    // Read again when the embedded queue opens; checked here so a bad size
+    // stops the writer with one line naming it.
+    sluice_core::queue::sqlite::Limits::from_env()?;
     let addr = configuration::listen_addr(common)?;
     configuration::database_url(common)?;
     // Listen for signals from the start: a SIGTERM while connecting is a

@@ -109,6 +109,11 @@ async fn bad_settings_stop_with_one_line() {
             "INGEST_MAX_MESSAGE_BYTES",
         ),
         (with("INGEST_LINGER_MS", "-1"), "INGEST_LINGER_MS"),
+        (with("QUEUE_MAX_BYTES", "lots"), "QUEUE_MAX_BYTES"),
+        (
+            with("QUEUE_MIN_FREE_BYTES", "1.5MiB"),
+            "QUEUE_MIN_FREE_BYTES",
+        ),
         (
             with("INGEST_ENQUEUE_TIMEOUT_MS", "soon"),
             "INGEST_ENQUEUE_TIMEOUT_MS",
