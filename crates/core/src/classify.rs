@@ -13,7 +13,7 @@ use crate::records::{MessageRows, RejectedRow};
 use crate::wire::{
     DecodedBody, InvalidPayload, Item, RAW_SAFE_DEPTH, RawRecords, decode_body_with, nesting,
 };
-use crate::{login, message_key, rejected, tune};
+use crate::{idempotency, login, message_key, rejected, tune};
 
 /// Records larger than this (strings and keys summed) are rejected: no
 /// column or analyst wants them, and they would bloat every batch.
@@ -99,12 +99,16 @@ impl Classifier {
             .envelope_id
             .unwrap_or_else(|| message_key::storable(message_id));
         let mut rows = MessageRows::new(key);
+        let origin_of;
+        (rows.identities, origin_of) = idempotency::per_event(&raw.idempotency, raw.records.len());
+        let origin = |i: usize| origin_of.get(i).copied().flatten();
         for (i, record) in raw.records.iter().enumerate() {
             let json = record.get();
             if json.starts_with('{')
                 && let Some(row) = login::plain_login_row(json, &self.masker, self.max_record_bytes)
             {
                 rows.logins.push(row);
+                rows.note_origin(origin(i));
                 continue;
             }
             let value: Value = serde_json::from_str(json).ok()?;
@@ -119,6 +123,7 @@ impl Classifier {
                     rows.rejected.push(rejected);
                 }
             }
+            rows.note_origin(origin(i));
         }
         Some(rows)
     }
@@ -126,7 +131,9 @@ impl Classifier {
     /// All rows of one message, keyed by `key`.
     pub fn message_rows(&self, key: String, body: DecodedBody) -> MessageRows {
         let mut rows = MessageRows::new(key);
-        for item in body.items {
+        let origin_of;
+        (rows.identities, origin_of) = idempotency::per_event(&body.idempotency, body.items.len());
+        for (i, item) in body.items.into_iter().enumerate() {
             match item {
                 Item::Record(record) => self.record(record, &mut rows),
                 Item::Invalid { reason, payload } => {
@@ -134,6 +141,7 @@ impl Classifier {
                     rows.rejected.push(rejected);
                 }
             }
+            rows.note_origin(origin_of.get(i).copied().flatten());
         }
         rows
     }

@@ -7,6 +7,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::idempotency::{Identity, RowOrigins};
+
 /// One row of `user_logins`, exactly DESIGN section 6's columns but the date,
 /// which is the batch's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +170,11 @@ pub struct MessageRows {
     pub tune_events: Vec<TuneEventRow>,
     pub tune_adjustments: Vec<TuneAdjustmentRow>,
     pub rejected: Vec<RejectedRow>,
+    /// The `Idempotency-Key` identities of the message's events, each
+    /// stored at most once (see [`crate::idempotency`]).
+    pub identities: Vec<Identity>,
+    /// Which identity each row came from; empty while `identities` is.
+    pub origins: RowOrigins,
 }
 
 impl MessageRows {

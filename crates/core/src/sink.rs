@@ -14,6 +14,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::config::DatabaseUrl;
 use crate::records::{WriteBatch, WriteOutcome};
@@ -48,6 +49,9 @@ pub trait Sink: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), SinkError>;
     /// Writes the batch in one transaction, receipts included.
     async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, SinkError>;
+    /// Deletes `Idempotency-Key` identities claimed before `before`; returns
+    /// how many.
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> Result<u64, SinkError>;
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), SinkError>;
     /// `postgres` or `sqlite`, for logs and metric labels.

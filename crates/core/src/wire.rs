@@ -42,7 +42,17 @@ pub struct Envelope {
     pub id: String,
     pub received_at: String,
     pub events: Vec<Value>,
+    /// Which events carry an `Idempotency-Key` identity (see
+    /// [`crate::idempotency`]); absent when none does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idempotency: Vec<KeySpan>,
 }
+
+/// Events `.0 .. .0 + .3` of an envelope are events `.2 .. .2 + .3` of the
+/// request whose `Idempotency-Key` gave the identity key `.1`. A JSON array
+/// `[at, "key", first, count]`: envelopes carry many, so they are kept short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySpan(pub usize, pub String, pub u64, pub usize);
 
 impl Envelope {
     pub fn new(events: Vec<Value>) -> Self {
@@ -51,6 +61,7 @@ impl Envelope {
             id: uuid::Uuid::now_v7().to_string(),
             received_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             events,
+            idempotency: Vec::new(),
         }
     }
 
@@ -96,6 +107,8 @@ pub struct DecodedBody {
     /// The envelope's `id`, when the body was an envelope that had one.
     pub envelope_id: Option<String>,
     pub items: Vec<Item>,
+    /// The envelope's `idempotency` spans, when it had readable ones.
+    pub idempotency: Vec<KeySpan>,
 }
 
 impl DecodedBody {
@@ -106,6 +119,7 @@ impl DecodedBody {
                 reason: reason.into(),
                 payload,
             }],
+            idempotency: Vec::new(),
         }
     }
 }
@@ -128,6 +142,8 @@ pub struct RawRecords<'a> {
     pub envelope_id: Option<String>,
     /// At least one; each is valid JSON, not necessarily an object.
     pub records: Vec<&'a RawValue>,
+    /// As [`DecodedBody::idempotency`].
+    pub idempotency: Vec<KeySpan>,
 }
 
 /// Decodes a body as [`decode_body`] does, but when it is an envelope or a
@@ -253,11 +269,13 @@ fn raw_records(json: &[u8]) -> Option<RawRecords<'_>> {
         RawRecords {
             envelope_id: envelope.id,
             records: envelope.events,
+            idempotency: envelope.idempotency,
         }
     } else {
         RawRecords {
             envelope_id: None,
             records: serde_json::from_slice(json).ok()?,
+            idempotency: Vec::new(),
         }
     };
     (!raw.records.is_empty()).then_some(raw)
@@ -267,6 +285,7 @@ fn raw_records(json: &[u8]) -> Option<RawRecords<'_>> {
 struct RawEnvelope<'a> {
     id: Option<String>,
     events: Vec<&'a RawValue>,
+    idempotency: Vec<KeySpan>,
 }
 
 impl<'de> Deserialize<'de> for RawEnvelope<'de> {
@@ -287,6 +306,7 @@ impl<'de> Deserialize<'de> for RawEnvelope<'de> {
                 let mut id: Option<Option<String>> = None;
                 let mut seen_version = false;
                 let mut events = None;
+                let mut idempotency: Option<Vec<KeySpan>> = None;
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     if key == "events" {
                         if events.is_some() {
@@ -313,9 +333,16 @@ impl<'de> Deserialize<'de> for RawEnvelope<'de> {
                         }
                         seen_version = true;
                     }
+                    if key == "idempotency" {
+                        if idempotency.is_some() {
+                            return Err(A::Error::custom("repeated idempotency"));
+                        }
+                        idempotency = Some(key_spans(Some(value)));
+                    }
                 }
                 Ok(RawEnvelope {
                     id: id.flatten(),
+                    idempotency: idempotency.unwrap_or_default(),
                     events: events.ok_or_else(|| A::Error::missing_field("events"))?,
                 })
             }
@@ -331,6 +358,14 @@ fn envelope_id(id: Option<&Value>) -> Option<String> {
         Some(Value::String(id)) if !id.is_empty() => Some(crate::message_key::storable(id)),
         _ => None,
     }
+}
+
+/// An envelope's `idempotency` spans; unreadable ones count as none (the
+/// events are then stored as unkeyed, never dropped).
+fn key_spans(value: Option<Value>) -> Vec<KeySpan> {
+    value
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
 }
 
 fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, String> {
@@ -407,6 +442,7 @@ fn records_of(values: Vec<Value>, empty_reason: &str, empty_payload: Value) -> D
     DecodedBody {
         envelope_id: None,
         items,
+        idempotency: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
+use sluice_core::idempotency::Identity;
 use sluice_core::records::{
     AdjustAction, Decimal, LoginRow, MessageRows, PayloadFormat, RejectedRow, TuneAdjustmentRow,
     TuneEventRow, WriteBatch,
@@ -408,7 +409,7 @@ async fn pg_migrate_twice_is_idempotent() {
             .fetch_all(&mut conn)
             .await
             .expect("migrations");
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     assert_eq!(sink.kind(), "postgres");
     sink.ping().await.expect("ping");
     db.drop_db(sink).await;
@@ -1122,7 +1123,7 @@ async fn sqlite_migrate_twice_is_idempotent() {
         .migrate()
         .await
         .expect("migrate from a second connection");
-    assert_eq!(lite_count(&path, "sluice_migrations"), 2);
+    assert_eq!(lite_count(&path, "sluice_migrations"), 3);
     for table in TABLES {
         assert_eq!(lite_count(&path, table), 0, "{table}");
     }
@@ -1142,7 +1143,7 @@ async fn sqlite_concurrent_migrations_both_succeed() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.expect("migrate a");
     rb.expect("migrate b");
-    assert_eq!(lite_count(&path, "sluice_migrations"), 2);
+    assert_eq!(lite_count(&path, "sluice_migrations"), 3);
 }
 
 #[tokio::test]
@@ -1649,4 +1650,61 @@ async fn sqlite_creates_a_missing_folder_and_refuses_an_impossible_one() {
         .await
         .expect_err("cannot create a folder under a file");
     assert!(!err.is_transient(), "{err:?}");
+}
+
+// ---------------------------------------------------------------- idempotency
+
+/// Message `key` with one login per identity `(k, i)`.
+fn keyed(key: &str, ids: &[(&str, i64)]) -> MessageRows {
+    let mut m = message(key, vec![], vec![]);
+    m.identities = ids
+        .iter()
+        .map(|(k, i)| Identity {
+            key: (*k).to_owned(),
+            index: *i,
+        })
+        .collect();
+    for (j, (k, i)) in ids.iter().enumerate() {
+        m.logins.push(login(&format!("{k}-{i}"), None));
+        m.note_origin(Some(j as u32));
+    }
+    m
+}
+
+/// Identities stored before, and repeated within one batch, are written
+/// once; unkeyed rows and new identities are written.
+async fn identities_are_claimed_once(sink: &dyn Sink) -> u64 {
+    let first = batch(vec![keyed("a1", &[("k", 0), ("k", 1)])]);
+    assert_eq!(sink.write(&first).await.expect("write").logins_written, 2);
+    let mut retry = keyed("a2", &[("k", 1), ("k", 2)]);
+    retry.logins.push(login("unkeyed", None));
+    retry.note_origin(None);
+    let again = batch(vec![retry, keyed("a3", &[("k", 2), ("j", 0)])]);
+    let outcome = sink.write(&again).await.expect("write");
+    // k-2 and unkeyed from a2, j-0 from a3; k-1 stored before, k-2 twice.
+    assert_eq!(outcome.logins_written, 3);
+    sink.purge_idempotency(Utc::now() + chrono::Duration::hours(1))
+        .await
+        .expect("purge")
+}
+
+#[tokio::test]
+async fn sqlite_identities_are_claimed_once() {
+    let (_dir, path) = sqlite_file();
+    let sink = sqlite_sink(&path).await;
+    assert_eq!(identities_are_claimed_once(&sink).await, 4);
+    assert_eq!(lite_count(&path, "user_logins"), 5);
+    assert_eq!(lite_count(&path, "sluice_idempotency"), 0);
+}
+
+#[tokio::test]
+async fn pg_identities_are_claimed_once() {
+    let db = pg_db!("pg_identities_are_claimed_once");
+    let sink = db.sink().await;
+    sink.migrate().await.expect("migrate");
+    assert_eq!(identities_are_claimed_once(&sink).await, 4);
+    let mut conn = db.conn().await;
+    assert_eq!(pg_count(&mut conn, "user_logins").await, 5);
+    drop(conn);
+    db.drop_db(sink).await;
 }

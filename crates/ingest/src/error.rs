@@ -22,6 +22,8 @@ pub enum ApiError {
     BodyRead,
     #[error("{0}")]
     Unauthorized(&'static str),
+    #[error("the Idempotency-Key header must be one value of 1 to 255 printable ASCII characters")]
+    BadIdempotencyKey,
     #[error("the body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("the decompressed body is larger than the limit of {limit} bytes")]
@@ -40,7 +42,9 @@ pub enum ApiError {
     UnsupportedEncoding,
     #[error("the body did not arrive within {seconds} s")]
     Timeout { seconds: u64 },
-    #[error("the queue did not accept the events; none of them is stored, retry later")]
+    #[error(
+        "the queue did not accept every event in time; some may be queued: retry later with the same Idempotency-Key"
+    )]
     QueueUnavailable { retry_after: u64 },
     #[error(
         "the queue is full until the writers drain it; not all of the events are stored, retry later"
@@ -72,9 +76,10 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Parse(_) | ApiError::BrokenEncoding(_) | ApiError::BodyRead => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Parse(_)
+            | ApiError::BrokenEncoding(_)
+            | ApiError::BodyRead
+            | ApiError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge { .. }
             | ApiError::DecodedTooLarge { .. }
@@ -106,6 +111,7 @@ impl ApiError {
             ApiError::BrokenEncoding(_) => "bad_encoding",
             ApiError::BodyRead => "bad_body",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::BadIdempotencyKey => "bad_idempotency_key",
             ApiError::BodyTooLarge { .. } | ApiError::DecodedTooLarge { .. } => "body_too_large",
             ApiError::EventTooLarge { .. } | ApiError::EventTooLargeForQueue { .. } => {
                 "event_too_large"

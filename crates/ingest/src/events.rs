@@ -9,6 +9,9 @@
 pub struct Events {
     data: Vec<u8>,
     ends: Vec<usize>,
+    /// The identity key of the request's `Idempotency-Key`, if it had one:
+    /// event *i* then has the identity (key, *i*).
+    key: Option<String>,
 }
 
 impl Events {
@@ -16,7 +19,17 @@ impl Events {
         Self {
             data: Vec::with_capacity(bytes),
             ends: Vec::new(),
+            key: None,
         }
+    }
+
+    /// Gives the events the identity key of their request's `Idempotency-Key`.
+    pub fn set_key(&mut self, key: Option<String>) {
+        self.key = key;
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// Appends one event's JSON text.

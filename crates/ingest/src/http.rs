@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use sluice_core::idempotency;
 use sluice_core::queue::Queue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -113,6 +114,7 @@ async fn accept(state: &Inner, headers: &HeaderMap, body: Body) -> Result<usize,
     if let Some(token) = &state.token {
         token.check(headers)?;
     }
+    let key = idempotency_key(headers)?;
     let format = body::format(headers)?;
     let encoding = body::encoding(headers)?;
     let limits = &state.limits;
@@ -143,6 +145,8 @@ async fn accept(state: &Inner, headers: &HeaderMap, body: Body) -> Result<usize,
     })
     .await
     .map_err(|_| ApiError::Internal)??;
+    let mut events = events;
+    events.set_key(key);
     let count = events.len();
     state
         .batcher
@@ -150,6 +154,18 @@ async fn accept(state: &Inner, headers: &HeaderMap, body: Body) -> Result<usize,
         .await
         .map_err(|e| ApiError::enqueue(e, limits.retry_after))?;
     Ok(count)
+}
+
+/// The identity key of the request's `Idempotency-Key` header, if any.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() || !idempotency::valid_key(value.as_bytes()) {
+        return Err(ApiError::BadIdempotencyKey);
+    }
+    Ok(Some(idempotency::identity_key(value.as_bytes())))
 }
 
 /// Every event must fit in one message by itself.

@@ -17,17 +17,17 @@ use std::ops::Range;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use flate2::{Compress, Compression, FlushCompress};
-use sluice_core::wire::ENVELOPE_VERSION;
+use sluice_core::wire::{ENVELOPE_VERSION, KeySpan};
 
 /// The smallest message limit the packer works with (SQS's own minimum).
 pub const MIN_MESSAGE_BYTES: usize = 1024;
 
 /// gzip header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-/// Final stored block holding `]}`: header byte, LEN, NLEN, the two bytes.
-const CLOSING_BLOCK: [u8; 7] = [0x01, 0x02, 0x00, 0xfd, 0xff, b']', b'}'];
-/// What closing an envelope adds after the last checkpoint.
-const TAIL: usize = CLOSING_BLOCK.len() + 8;
+/// The gzip trailer: CRC and length.
+const TRAILER: usize = 8;
+/// Largest stored deflate block.
+const MAX_STORED: usize = 65_535;
 /// The smallest chunk of events between two checkpoints, in JSON bytes.
 const MIN_CHUNK: usize = 2 * 1024;
 
@@ -72,16 +72,32 @@ pub fn pack<E: AsRef<[u8]>>(
     events: &[E],
     max_message_bytes: usize,
 ) -> Result<Vec<Packed>, TooLarge> {
+    pack_keyed(events, &[], max_message_bytes)
+}
+
+/// An event's `Idempotency-Key` identity: its request's identity key and
+/// its index in the request.
+pub type Identity<'a> = Option<(&'a str, u64)>;
+
+/// [`pack`], with each event's identity (`identities` is empty, or one per
+/// event) written beside the events as the envelope's `idempotency` spans.
+pub fn pack_keyed<E: AsRef<[u8]>>(
+    events: &[E],
+    identities: &[Identity<'_>],
+    max_message_bytes: usize,
+) -> Result<Vec<Packed>, TooLarge> {
     let budget = budget(max_message_bytes);
     let mut out = Vec::new();
     let mut start = 0;
     while start < events.len() {
         let first_chunk = (budget / 2).min(16 * 1024);
-        let (gzip, end, json_bytes) = match pack_one(events, start, budget, first_chunk)? {
-            Some(done) => done,
-            // The first chunk held several events and did not fit: one at a time.
-            None => pack_one(events, start, budget, 0)?.ok_or(TooLarge { index: start })?,
-        };
+        let (gzip, end, json_bytes) =
+            match pack_one(events, identities, start, budget, first_chunk)? {
+                Some(done) => done,
+                // The first chunk held several events and did not fit: one at a time.
+                None => pack_one(events, identities, start, budget, 0)?
+                    .ok_or(TooLarge { index: start })?,
+            };
         out.push(Packed {
             body: STANDARD.encode(&gzip),
             events: start..end,
@@ -107,6 +123,7 @@ struct Checkpoint {
 /// events) alone overshoots.
 fn pack_one<E: AsRef<[u8]>>(
     events: &[E],
+    identities: &[Identity<'_>],
     start: usize,
     budget: usize,
     first_chunk: usize,
@@ -137,23 +154,68 @@ fn pack_one<E: AsRef<[u8]>>(
             next += 1;
         }
         stream.sync();
-        if stream.out.len() + TAIL > budget {
+        let tail = closing(identities, start..next);
+        if stream.out.len() + tail_bytes(&tail) > budget {
             return match kept {
-                Some(cp) => Ok(Some(stream.close(cp))),
+                Some(cp) => {
+                    let tail = closing(identities, start..cp.end);
+                    Ok(Some(stream.close(cp, &tail)))
+                }
                 None if next - chunk_start > 1 => Ok(None),
                 None => Err(TooLarge { index: start }),
             };
         }
         kept = Some(stream.checkpoint(next));
         // Aim the next chunk at most of the room left, at the ratio seen so far.
-        let room = budget - TAIL - stream.out.len();
+        let room = budget - tail_bytes(&tail) - stream.out.len();
         let ratio = (stream.out.len() - GZIP_HEADER.len()) as f64 / stream.json_len.max(1) as f64;
         target = MIN_CHUNK.max((room as f64 * 0.8 / ratio.max(0.001)) as usize);
     }
     match kept {
-        Some(cp) => Ok(Some(stream.close(cp))),
+        Some(cp) => {
+            let tail = closing(identities, start..cp.end);
+            Ok(Some(stream.close(cp, &tail)))
+        }
         None => Err(TooLarge { index: start }),
     }
+}
+
+/// The JSON that closes an envelope of events `range`: `]`, the
+/// `idempotency` spans of the keyed ones (runs of consecutive events of one
+/// request), `}`.
+fn closing(identities: &[Identity<'_>], range: Range<usize>) -> Vec<u8> {
+    let mut spans: Vec<(usize, &str, u64, usize)> = Vec::new();
+    for (at, i) in range.clone().enumerate() {
+        let Some(Some((key, index))) = identities.get(i) else {
+            continue;
+        };
+        match spans.last_mut() {
+            Some((a, k, first, count))
+                if *k == *key && *a + *count == at && *first + *count as u64 == *index =>
+            {
+                *count += 1;
+            }
+            _ => spans.push((at, key, *index, 1)),
+        }
+    }
+    if spans.is_empty() {
+        return b"]}".to_vec();
+    }
+    let spans: Vec<KeySpan> = spans
+        .into_iter()
+        .map(|(at, key, first, count)| KeySpan(at, key.to_owned(), first, count))
+        .collect();
+    let mut out = b"],\"idempotency\":".to_vec();
+    // Serialising numbers and plain strings cannot fail.
+    let _ = serde_json::to_writer(&mut out, &spans);
+    out.push(b'}');
+    out
+}
+
+/// What closing with `tail` adds after the last checkpoint: stored blocks
+/// (5 bytes of header each) and the gzip trailer.
+fn tail_bytes(tail: &[u8]) -> usize {
+    tail.len() + 5 * tail.len().div_ceil(MAX_STORED) + TRAILER
 }
 
 /// A raw deflate stream behind a gzip header, with the CRC of its input.
@@ -223,12 +285,21 @@ impl Stream {
 
     /// Cuts the stream at `cp` and closes the JSON, the deflate stream and
     /// the gzip member.
-    fn close(mut self, cp: Checkpoint) -> (Vec<u8>, usize, usize) {
+    /// Cuts the stream back to `cp` and ends it with `tail` in final stored
+    /// blocks and the gzip trailer.
+    fn close(mut self, cp: Checkpoint, tail: &[u8]) -> (Vec<u8>, usize, usize) {
         self.out.truncate(cp.out_len);
-        self.out.extend_from_slice(&CLOSING_BLOCK);
+        let blocks = tail.len().div_ceil(MAX_STORED);
+        for (n, block) in tail.chunks(MAX_STORED).enumerate() {
+            let len = block.len() as u16;
+            self.out.push(u8::from(n + 1 == blocks));
+            self.out.extend_from_slice(&len.to_le_bytes());
+            self.out.extend_from_slice(&(!len).to_le_bytes());
+            self.out.extend_from_slice(block);
+        }
         let mut crc = cp.crc;
-        crc.update(b"]}");
-        let json_len = cp.json_len + 2;
+        crc.update(tail);
+        let json_len = cp.json_len + tail.len();
         self.out.extend_from_slice(&crc.finalize().to_le_bytes());
         self.out.extend_from_slice(&(json_len as u32).to_le_bytes());
         (self.out, cp.end, json_len)
@@ -283,6 +354,40 @@ mod tests {
                 .into_bytes()
             })
             .collect()
+    }
+
+    #[test]
+    fn identities_travel_beside_the_events() {
+        // Many requests of 3 events, every other one keyed, one of them with
+        // a key so long the spans need more than one stored block.
+        let events = tune_like(30_000);
+        let long = "k".repeat(60_000);
+        let keys: Vec<String> = (0..10_000).map(|r| format!("{r:032x}")).collect();
+        let identities: Vec<Identity<'_>> = (0..events.len())
+            .map(|i| {
+                let r = i / 3;
+                match r % 2 {
+                    0 if r == 4 => Some((long.as_str(), (i % 3) as u64)),
+                    0 => Some((keys[r].as_str(), (i % 3) as u64)),
+                    _ => None,
+                }
+            })
+            .collect();
+        let max = 256 * 1024;
+        let packed = pack_keyed(&events, &identities, max).unwrap();
+        check(&events, &packed, max);
+        for p in &packed {
+            let decoded = decode_body(p.body.as_bytes());
+            let (ids, origin) =
+                sluice_core::idempotency::per_event(&decoded.idempotency, p.events.len());
+            for (at, i) in p.events.clone().enumerate() {
+                let got = origin[at].map(|j| (ids[j as usize].key.as_str(), ids[j as usize].index));
+                let want = identities[i]
+                    .map(|(k, n)| (k, n as i64))
+                    .filter(|(k, _)| k.len() <= 64);
+                assert_eq!(got, want, "event {i}");
+            }
+        }
     }
 
     #[test]

@@ -233,7 +233,17 @@ fn pack_parts(events: &[Events], parts: &[Part], max: usize) -> PackResult {
             owners.push((*request, i));
         }
     }
-    let packed = pack::pack(&slices, max).map_err(|TooLarge { index }| owners[index])?;
+    let identities: Vec<pack::Identity<'_>> =
+        if parts.iter().any(|(r, _)| events[*r].key().is_some()) {
+            owners
+                .iter()
+                .map(|&(request, i)| events[request].key().map(|key| (key, i as u64)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+    let packed =
+        pack::pack_keyed(&slices, &identities, max).map_err(|TooLarge { index }| owners[index])?;
     Ok(packed
         .into_iter()
         .map(|p| {

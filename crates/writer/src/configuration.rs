@@ -12,6 +12,7 @@ use sluice_core::classify::{DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_REJECTED_BYTES
 use sluice_core::config::{
     ConfigError, DatabaseUrl, LogFormat, QueueUrl, env_parse, env_var, require_queue_url,
 };
+use sluice_core::idempotency::DEFAULT_RETENTION_HOURS;
 use sluice_core::key_file;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 
@@ -62,6 +63,9 @@ pub struct Tuning {
     pub max_receive_count: u32,
     /// Decoded rows held in memory at once (`WRITER_MAX_HELD_ROWS`).
     pub max_held_rows: usize,
+    /// How long `Idempotency-Key` identities are kept
+    /// (`WRITER_IDEMPOTENCY_RETENTION_HOURS`).
+    pub idempotency_retention: Duration,
 }
 
 impl Tuning {
@@ -111,6 +115,14 @@ impl Tuning {
             )?),
             max_receive_count: env_parse("WRITER_MAX_RECEIVE_COUNT", 5, positive)?,
             max_held_rows: env_parse("WRITER_MAX_HELD_ROWS", 40_000, positive)?,
+            idempotency_retention: Duration::from_secs(
+                3600 * env_parse(
+                    "WRITER_IDEMPOTENCY_RETENTION_HOURS",
+                    DEFAULT_RETENTION_HOURS,
+                    positive,
+                )?
+                .min(24 * 365 * 100),
+            ),
         };
         for (name, value) in [
             ("WRITER_CONSUMERS", tuning.consumers),
@@ -119,6 +131,10 @@ impl Tuning {
             ("WRITER_COMMITTERS", tuning.committers),
             ("WRITER_DB_CONNECTIONS", tuning.db_connections as usize),
             ("WRITER_MAX_HELD_ROWS", tuning.max_held_rows),
+            (
+                "WRITER_IDEMPOTENCY_RETENTION_HOURS",
+                tuning.idempotency_retention.as_secs() as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(name, positive));
@@ -156,6 +172,7 @@ impl Default for Tuning {
             shutdown_timeout: Duration::from_secs(30),
             max_receive_count: 5,
             max_held_rows: 40_000,
+            idempotency_retention: Duration::from_secs(3600 * DEFAULT_RETENTION_HOURS),
         }
     }
 }

@@ -12,4 +12,5 @@ pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod pii_ops;
+pub mod purge;
 pub mod startup;

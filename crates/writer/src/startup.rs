@@ -99,6 +99,12 @@ impl Application {
                 .keep_alive(Arc::clone(&self.queue), lease_stop.clone()),
         );
 
+        let purger = tokio::spawn(crate::purge::run(
+            Arc::clone(&self.sink),
+            tuning.idempotency_retention,
+            lease_stop.clone(),
+        ));
+
         let mut consumers = JoinSet::new();
         for _ in 0..tuning.consumers {
             let consumer = Consumer {
@@ -139,6 +145,7 @@ impl Application {
         while consumers.join_next().await.is_some() {}
         lease_stop.cancel();
         let _ = keeper.await;
+        let _ = purger.await;
         http_stop.cancel();
         let _ = http.await;
         tracing::info!(still_held = leases.held_count(), "writer stopped");

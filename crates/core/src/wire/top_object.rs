@@ -11,7 +11,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{DecodedBody, ENVELOPE_VERSION, InvalidPayload, Item, envelope_id, records_of};
+use super::{
+    DecodedBody, ENVELOPE_VERSION, InvalidPayload, Item, envelope_id, key_spans, records_of,
+};
 
 /// A body's top-level object, with every occurrence of the keys Sluice
 /// reads as structure (`events`, `id`, `v`) kept apart. Parsed into a
@@ -117,12 +119,14 @@ pub(super) fn decode_object(mut top: TopObject) -> DecodedBody {
         return DecodedBody {
             envelope_id: None,
             items: vec![Item::Record(top.into_object())],
+            idempotency: Vec::new(),
         };
     }
     if let Some(reason) = top.problem() {
         return rejected_envelope(top, reason);
     }
     let envelope_id = envelope_id(top.ids.first());
+    let idempotency = key_spans(top.rest.remove("idempotency"));
     let events = match top.events.pop() {
         Some(Value::Array(events)) => events,
         _ => Vec::new(), // not reached: is_envelope saw one array
@@ -133,6 +137,7 @@ pub(super) fn decode_object(mut top: TopObject) -> DecodedBody {
         Value::Object(top.into_object()),
     );
     body.envelope_id = envelope_id;
+    body.idempotency = idempotency;
     body
 }
 
@@ -161,7 +166,11 @@ fn rejected_envelope(mut top: TopObject, reason: &str) -> DecodedBody {
             payload: InvalidPayload::Json(Value::Object(top.into_object())),
         });
     }
-    DecodedBody { envelope_id, items }
+    DecodedBody {
+        envelope_id,
+        items,
+        idempotency: Vec::new(),
+    }
 }
 
 /// `"v": 1`, the one version this writer reads.

@@ -446,6 +446,7 @@ impl TestDb {
             "sluice_receipts",
             "tune_events",
             "tune_adjustments",
+            "sluice_idempotency",
         ] {
             match self {
                 TestDb::Postgres(url) => {

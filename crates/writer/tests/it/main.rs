@@ -11,6 +11,7 @@ mod body_props;
 mod delivery;
 mod disk_full;
 mod hostile;
+mod idempotency;
 mod metrics;
 mod outage;
 mod pii_ops;

@@ -23,14 +23,14 @@ use crate::helpers::*;
 const WAIT: Duration = Duration::from_secs(90);
 
 /// An ingest service running in this process.
-struct RunningIngest {
+pub(crate) struct RunningIngest {
     addr: SocketAddr,
     shutdown: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
 }
 
 impl RunningIngest {
-    async fn start(queue: Arc<dyn Queue>, settings: Settings) -> Self {
+    pub(crate) async fn start(queue: Arc<dyn Queue>, settings: Settings) -> Self {
         let app = Ingest::build("127.0.0.1:0".parse().unwrap(), queue, settings)
             .await
             .unwrap();
@@ -44,11 +44,11 @@ impl RunningIngest {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/events", self.addr)
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.handle)
             .await
@@ -58,7 +58,7 @@ impl RunningIngest {
 }
 
 /// Posts a body; returns the status and the JSON answer.
-async fn post(
+pub(crate) async fn post(
     client: &reqwest::Client,
     url: &str,
     body: Vec<u8>,

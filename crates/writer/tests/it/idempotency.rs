@@ -1,0 +1,185 @@
+//! `Idempotency-Key` end to end: ingest → queue → writer → database. A keyed
+//! request's events are stored once however often it is sent, including
+//! after a 503 that came when part of it was already queued.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_ingest::batcher::BatchSettings;
+use sluice_ingest::configuration::Settings;
+
+use crate::helpers::*;
+use crate::pipeline::{OwnFauxqs, RunningIngest, post};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn logins(tag: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"user_id": format!("{tag}-{i}"), "ip": format!("10.7.{}.{}", i / 256 % 256, i % 256),
+            "device_type": "ios", "locale": "fr_FR", "app_version": "2.3.0"}))
+        .collect()
+}
+
+/// Waits until the database holds `logins` logins and the queue is empty,
+/// then checks nothing more arrives with it.
+async fn settled(db: &TestDb, queue: &TestQueue, logins: i64) {
+    eventually(WAIT, &format!("{logins} logins, queue drained"), || async {
+        db.count("user_logins").await >= logins && queue.remaining().await == 0
+    })
+    .await;
+    assert_eq!(db.count("user_logins").await, logins);
+}
+
+/// The same keyed request twice → once; another key → once more; no key →
+/// every time (today's behaviour).
+async fn keyed_requests_land_once(backend: Backend, kind: &str) {
+    let queue = require!(TestQueue::new(backend, 30).await);
+    let dir = tempfile::tempdir().unwrap();
+    let db = require!(TestDb::fresh(kind, dir.path()).await);
+    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
+    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
+    let client = reqwest::Client::new();
+    let body = Value::Array(logins("idem", 5)).to_string().into_bytes();
+    let key = [("idempotency-key", "order-42 / attempt ~ 1")];
+
+    for _ in 0..2 {
+        let (status, answer) = post(&client, &ingest.url(), body.clone(), &key).await;
+        assert_eq!((status, answer["accepted"].as_u64()), (202, Some(5)));
+    }
+    settled(&db, &queue, 5).await;
+
+    // A second key, concurrently with the first one again: once more.
+    let other = [("idempotency-key", "order-43")];
+    let url = ingest.url();
+    let (a, b) = tokio::join!(
+        post(&client, &url, body.clone(), &key),
+        post(&client, &url, body.clone(), &other),
+    );
+    assert_eq!((a.0, b.0), (202, 202));
+    settled(&db, &queue, 10).await;
+
+    // Without a key, a repeat is new data.
+    for _ in 0..2 {
+        let (status, _) = post(&client, &ingest.url(), body.clone(), &[]).await;
+        assert_eq!(status, 202);
+    }
+    settled(&db, &queue, 20).await;
+    // Stored as hashes: the key itself is nowhere in the database.
+    let dump = db.dump().await;
+    assert!(!dump.contains("order-42"), "the key in plaintext");
+    assert_eq!(db.count("sluice_idempotency").await, 10);
+
+    ingest.stop().await;
+    writer.stop().await;
+}
+
+on_both_queues! {
+    keyed_requests_land_once_sqlite => keyed_requests_land_once("sqlite");
+    keyed_requests_land_once_postgres => keyed_requests_land_once("postgres");
+}
+
+/// A keyed request answered 503 after part of it was queued (the queue
+/// frozen mid-request), retried once the queue is back: every login once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_a_partial_enqueue_lands_once() {
+    let cli = require!(service("SLUICE_TEST_FAUXQS"));
+    let fauxqs = OwnFauxqs::start(&cli).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
+    let queue = TestQueue::sqs(&fauxqs.endpoint, 30).await;
+    // Small messages, one call at a time: the request takes many calls, so
+    // the queue can be frozen between them.
+    let settings = Settings {
+        batch: BatchSettings {
+            enqueue_timeout: Duration::from_secs(3),
+            max_message_bytes: 1024,
+            send_concurrency: 1,
+            ..BatchSettings::default()
+        },
+        ..Settings::default()
+    };
+    let ingest = RunningIngest::start(queue.shared(), settings).await;
+    let client = reqwest::Client::new();
+    const N: usize = 20_000;
+    let body = Value::Array(logins("partial", N)).to_string().into_bytes();
+    let key = [("idempotency-key", "partial-1")];
+
+    let first = {
+        let (client, url, body) = (client.clone(), ingest.url(), body.clone());
+        tokio::spawn(async move { post(&client, &url, body, &key).await })
+    };
+    eventually(WAIT, "part of the request queued", || async {
+        queue.counts().await.0 > 0
+    })
+    .await;
+    fauxqs.signal("-STOP");
+    let (status, answer) = first.await.unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "queue_unavailable");
+    fauxqs.signal("-CONT");
+
+    let queued_before_retry = queue.counts().await.0;
+    assert!(queued_before_retry > 0);
+    let (status, answer) = post(&client, &ingest.url(), body, &key).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (202, Some(N as u64)));
+
+    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
+    settled(&db, &queue, N as i64).await;
+    ingest.stop().await;
+    writer.stop().await;
+}
+
+/// Identities older than the retention are purged by the writer's purge;
+/// a retry after that is new data.
+async fn purged_keys_are_new_data(kind: &str) {
+    let queue = require!(TestQueue::new(Backend::Embedded, 30).await);
+    let dir = tempfile::tempdir().unwrap();
+    let db = require!(TestDb::fresh(kind, dir.path()).await);
+    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
+    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
+    let client = reqwest::Client::new();
+    let body = Value::Array(logins("purge", 3)).to_string().into_bytes();
+    let key = [("idempotency-key", "purge-me")];
+    let (status, _) = post(&client, &ingest.url(), body.clone(), &key).await;
+    assert_eq!(status, 202);
+    settled(&db, &queue, 3).await;
+
+    let sink = db.sink().await;
+    let retention = Duration::from_secs(72 * 3600);
+    assert_eq!(
+        sluice_writer::purge::once(sink.as_ref(), retention)
+            .await
+            .unwrap(),
+        0
+    );
+    // Make the claims 73 hours old.
+    db.execute(match kind {
+        "postgres" => "UPDATE sluice_idempotency SET seen_at = now() - interval '73 hours'",
+        _ => "UPDATE sluice_idempotency SET seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-73 hours')",
+    })
+    .await;
+    assert_eq!(
+        sluice_writer::purge::once(sink.as_ref(), retention)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(db.count("sluice_idempotency").await, 0);
+
+    let (status, _) = post(&client, &ingest.url(), body, &key).await;
+    assert_eq!(status, 202);
+    settled(&db, &queue, 6).await;
+    ingest.stop().await;
+    writer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_keys_are_new_data_sqlite() {
+    purged_keys_are_new_data("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_keys_are_new_data_postgres() {
+    purged_keys_are_new_data("postgres").await;
+}
