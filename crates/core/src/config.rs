@@ -150,8 +150,62 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> std::process::E
 
 /// Loads `.env` from the working directory when there is one. dotenvy's own
 /// message quotes the offending line, which may hold a secret, so the error
-/// says where the file breaks, not what it holds.
+/// says where the file breaks, not what it holds. First, every variable
+/// must be UTF-8 ([`check_utf8_env`]): checked before `.env` is read, since
+/// dotenvy treats a non-UTF-8 variable as unset and would fill it in.
 pub fn load_dotenv() -> Result<(), String> {
+    check_utf8_env().map_err(|e| e.to_string())?;
+    dotenv_file()
+}
+
+/// `.env` is read by every binary first; `.env.example` lists every variable
+/// they read (a test keeps it exact), so it is also the list checked here.
+const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
+
+/// Read by some binary but not something to put in `.env`.
+const OTHER_VARIABLES: [&str; 3] = [
+    "USER",
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
+];
+
+/// Every environment variable a Sluice binary reads.
+pub fn variables() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = ENV_EXAMPLE
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start_matches('#').trim_start();
+            let (name, _) = line.split_once('=')?;
+            let ok = !name.is_empty()
+                && name.starts_with(|c: char| c.is_ascii_uppercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            ok.then_some(name)
+        })
+        .chain(OTHER_VARIABLES)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Fails closed on a variable whose value is not valid UTF-8: the standard
+/// library (and clap) would read it as unset, so a token or a limit given
+/// with a stray byte would be silently ignored.
+pub fn check_utf8_env() -> Result<(), ConfigError> {
+    for name in variables() {
+        if std::env::var_os(name).is_some_and(|v| v.to_str().is_none()) {
+            return Err(ConfigError::new(
+                name,
+                "is not valid UTF-8; every setting must be UTF-8 text",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn dotenv_file() -> Result<(), String> {
     match dotenvy::dotenv() {
         Err(dotenvy::Error::LineParse(_, index)) => Err(format!(
             ".env: a line does not parse (at character {index}); expected NAME=value"
