@@ -133,7 +133,12 @@ fn parse_ndjson(body: &[u8]) -> Result<Events, ParseError> {
         if text.is_empty() {
             continue;
         }
-        let depth = check(line).map_err(|e| json_error(&e, i))?;
+        let depth = check(line).map_err(|e| match json_error(&e, i) {
+            ParseError::TooDeep { .. } => ParseError::TooDeep {
+                place: Place::Line(i + 1),
+            },
+            other => other,
+        })?;
         push(&mut events, text, depth, Place::Line(i + 1))?;
     }
     Ok(events)
@@ -158,6 +163,16 @@ fn json_error(e: &serde_json::Error, lines_before: usize) -> ParseError {
 /// As [`json_error`], for text that starts `column_before` columns into its
 /// first line.
 fn json_error_at(e: &serde_json::Error, lines_before: usize, column_before: usize) -> ParseError {
+    // serde_json stops at 128 levels: far over the limit, so it is the same
+    // refusal as 101 levels, not a syntax error.
+    if e.to_string().starts_with("recursion limit exceeded") {
+        let place = if lines_before > 0 {
+            Place::Line(lines_before + 1)
+        } else {
+            Place::Body
+        };
+        return ParseError::TooDeep { place };
+    }
     let reason = match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             let text = e.to_string();
@@ -634,9 +649,15 @@ mod tests {
             decoded.items[..],
             [sluice_core::wire::Item::Record(_)]
         ));
-        // Deeper than serde_json allows at all: a syntax error with a position.
+        // Deeper than serde_json allows at all: too deep all the same.
         let very = format!("[{}]", nested(300));
-        assert!(matches!(json(&very), Err(ParseError::InvalidJson { .. })));
+        assert_eq!(json(&very), Err(ParseError::TooDeep { place: Place::Body }));
+        assert_eq!(
+            ndjson(&format!("{ok}\n{}", nested(300))),
+            Err(ParseError::TooDeep {
+                place: Place::Line(2)
+            })
+        );
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {

@@ -109,6 +109,48 @@ async fn bad_request_400() {
         "empty_body"
     );
 
+    // Nesting over 100 levels, also past serde_json's own limit of 128: an
+    // object, an array element, an envelope's event, an NDJSON line.
+    for levels in [101, 128, 129, 10_000] {
+        let event = format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels));
+        for (body, ct) in [
+            (event.clone(), "application/json"),
+            (format!("[{{}}, {event}]"), "application/json"),
+            (format!("{{\"events\": [{event}]}}"), "application/json"),
+            (format!("{{}}\n{event}\n"), "application/x-ndjson"),
+        ] {
+            let a = ingest.post(body, &[("content-type", ct)]).await;
+            assert_eq!(a.error(400), "too_deep", "{levels} levels, {ct}");
+        }
+    }
+
+    // An Idempotency-Key that is empty, too long, not printable ASCII, or
+    // given twice.
+    for key in ["", &"k".repeat(256), "tab\tkey", "caf\u{e9}"] {
+        let mut request = reqwest::Client::new()
+            .post(ingest.url("/events"))
+            .header("content-type", "application/json")
+            .body("{\"a\": 1}");
+        request = match reqwest::header::HeaderValue::from_bytes(key.as_bytes()) {
+            Ok(value) => request.header("idempotency-key", value),
+            Err(_) => continue,
+        };
+        let a = Answer::from(request.send().await.unwrap()).await;
+        assert_eq!(a.error(400), "bad_idempotency_key", "{key:?}");
+    }
+    let a = Answer::from(
+        reqwest::Client::new()
+            .post(ingest.url("/events"))
+            .header("idempotency-key", "one")
+            .header("idempotency-key", "two")
+            .body("{\"a\": 1}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.error(400), "bad_idempotency_key");
+
     // Nothing of any of that reached the queue.
     assert_eq!(queue.remaining().await, 0);
     ingest.stop().await;
