@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, header};
 use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
 use http_body_util::BodyExt;
 
+use crate::budget::{Budget, Room};
 use crate::error::ApiError;
 use crate::parse::Format;
 
@@ -89,24 +90,198 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Reads the whole body, refusing it once it passes `limit` bytes.
+/// Reads the whole body, refusing it once it passes `limit` bytes, with its
+/// bytes' room taken from `budget` into `room` first: all of a known length
+/// at once (waiting), frame by frame otherwise (`Err(None)`: no room now).
+/// A compressed body is inflated as it arrives, keeping only the count: one
+/// over `max_decoded` is refused at once, before the rest of it is read (a
+/// gzip bomb costs a few dozen KiB). Returns the body and, when compressed,
+/// its inflated size (`None` when the stream is broken: decoding says so).
 pub async fn read(
     mut body: Body,
     limit: usize,
     expected: Option<u64>,
-) -> Result<Vec<u8>, ApiError> {
-    let capacity = expected.map_or(8 * 1024, |n| n.min(limit as u64) as usize);
-    let mut out = Vec::with_capacity(capacity);
+    encoding: Encoding,
+    max_decoded: usize,
+    budget: &Budget,
+    room: &mut Room,
+) -> Result<(Vec<u8>, Option<u64>), Option<ApiError>> {
+    let known = expected.map(|n| n.min(limit as u64) as usize);
+    if let Some(n) = known {
+        budget.wait(n, room).await;
+    }
+    let mut out = Vec::with_capacity(known.unwrap_or(8 * 1024));
+    let mut held = known.unwrap_or(0);
+    let mut inflater = Inflater::new(encoding);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ApiError::BodyRead)?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
-                return Err(ApiError::BodyTooLarge { limit });
+                return Err(Some(ApiError::BodyTooLarge { limit }));
+            }
+            let needed = out.len() + data.len();
+            if needed > held {
+                // Room for what is held, grown a little ahead of need.
+                let more = (needed - held).max(64 * 1024);
+                if !budget.try_take(more, room) {
+                    return Err(None);
+                }
+                held += more;
+            }
+            if inflate_off_the_workers(|| inflater.feed(&out, &data)) > max_decoded as u64 {
+                return Err(Some(ApiError::DecodedTooLarge { limit: max_decoded }));
             }
             out.extend_from_slice(&data);
         }
     }
+    let size = inflater.finish(&out);
+    if size.is_some_and(|n| n > max_decoded as u64) {
+        return Err(Some(ApiError::DecodedTooLarge { limit: max_decoded }));
+    }
+    Ok((out, size))
+}
+
+/// Runs CPU work (inflating a frame: a gzip bomb's 64 KiB are 64 MiB out)
+/// so that the runtime's other tasks, `/healthz` among them, move to another
+/// thread meanwhile; inline on a single-threaded runtime, which cannot.
+fn inflate_off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// Inflates a compressed body as it arrives, counting the output.
+enum Inflater {
+    None,
+    /// Not yet known whether `deflate` is zlib-wrapped (two bytes needed).
+    Undecided,
+    Gzip(Box<flate2::write::MultiGzDecoder<CountingSink>>),
+    Zlib(Box<flate2::write::ZlibDecoder<CountingSink>>),
+    Raw(Box<flate2::write::DeflateDecoder<CountingSink>>),
+    Broken,
+}
+
+impl Inflater {
+    fn new(encoding: Encoding) -> Self {
+        match encoding {
+            Encoding::Identity => Inflater::None,
+            Encoding::Gzip => Inflater::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
+                CountingSink(0),
+            ))),
+            Encoding::Deflate => Inflater::Undecided,
+        }
+    }
+
+    /// Feeds `data`, which follows `before`; returns the count so far.
+    fn feed(&mut self, before: &[u8], data: &[u8]) -> u64 {
+        use std::io::Write;
+        if let Inflater::Undecided = self {
+            let mut head = before.to_vec();
+            head.extend_from_slice(&data[..data.len().min(2)]);
+            if head.len() < 2 {
+                return 0;
+            }
+            let mut decided = if is_zlib(&head) {
+                Inflater::Zlib(Box::new(flate2::write::ZlibDecoder::new(CountingSink(0))))
+            } else {
+                Inflater::Raw(Box::new(flate2::write::DeflateDecoder::new(CountingSink(
+                    0,
+                ))))
+            };
+            decided.feed(&[], before);
+            *self = decided;
+        }
+        let result = match self {
+            Inflater::Gzip(d) => d.write_all(data).map(|()| d.get_ref().0),
+            Inflater::Zlib(d) => d.write_all(data).map(|()| d.get_ref().0),
+            Inflater::Raw(d) => d.write_all(data).map(|()| d.get_ref().0),
+            Inflater::None | Inflater::Undecided | Inflater::Broken => return 0,
+        };
+        result.unwrap_or_else(|_| {
+            *self = Inflater::Broken;
+            0
+        })
+    }
+
+    /// The whole inflated size; `None` when not compressed or broken.
+    fn finish(self, body: &[u8]) -> Option<u64> {
+        let mut this = self;
+        if let Inflater::Undecided = this {
+            // A body of fewer than two bytes.
+            this = Inflater::Raw(Box::new(flate2::write::DeflateDecoder::new(CountingSink(
+                0,
+            ))));
+            this.feed(&[], body);
+        }
+        match this {
+            Inflater::Gzip(d) => d.finish().ok().map(|s| s.0),
+            Inflater::Zlib(d) => d.finish().ok().map(|s| s.0),
+            Inflater::Raw(d) => d.finish().ok().map(|s| s.0),
+            Inflater::None | Inflater::Undecided | Inflater::Broken => None,
+        }
+    }
+}
+
+/// Decompresses `raw` as [`decode`] does, with the output's room taken from
+/// `budget` before it is allocated: a first pass only measures it, so a body
+/// over `limit` is refused having allocated nothing (`Err(None)`: no room
+/// now). CPU work: call it off the async threads.
+pub fn decode_within(
+    raw: Vec<u8>,
+    encoding: Encoding,
+    limit: usize,
+    known_size: Option<u64>,
+    budget: &Budget,
+    room: &mut Room,
+) -> Result<Vec<u8>, Option<ApiError>> {
+    if encoding == Encoding::Identity {
+        return Ok(decode(raw, encoding, limit)?);
+    }
+    let size = if let Some(size) = known_size {
+        size
+    } else {
+        let mut counted = CountingSink(0);
+        let (reader, name) = reader(&raw, encoding);
+        std::io::copy(&mut reader.take(limit as u64 + 1), &mut counted)
+            .map_err(|_| ApiError::BrokenEncoding(name))?;
+        counted.0
+    };
+    if size > limit as u64 {
+        return Err(Some(ApiError::DecodedTooLarge { limit }));
+    }
+    if !budget.try_take(size as usize, room) {
+        return Err(None);
+    }
+    let (reader, name) = reader(&raw, encoding);
+    let mut out = Vec::with_capacity(size as usize);
+    reader
+        .take(size)
+        .read_to_end(&mut out)
+        .map_err(|_| ApiError::BrokenEncoding(name))?;
     Ok(out)
+}
+
+/// Counts what is written to it and keeps nothing.
+struct CountingSink(u64);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The decompressing reader for a compressed `encoding`, and its name.
+fn reader(raw: &[u8], encoding: Encoding) -> (Box<dyn Read + '_>, &'static str) {
+    match encoding {
+        Encoding::Gzip => (Box::new(MultiGzDecoder::new(raw)), "gzip"),
+        Encoding::Deflate if is_zlib(raw) => (Box::new(ZlibDecoder::new(raw)), "deflate"),
+        Encoding::Deflate | Encoding::Identity => (Box::new(DeflateDecoder::new(raw)), "deflate"),
+    }
 }
 
 /// Decompresses `raw` (CPU work: call it off the async threads).

@@ -44,6 +44,11 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `INGEST_RETRY_AFTER_SECS`: the `Retry-After` of a 503.
     pub retry_after: u64,
+    /// `INGEST_MAX_BUFFERED_BYTES`: request body bytes, on the wire and
+    /// decompressed, held by all requests at once.
+    pub max_buffered: usize,
+    /// `INGEST_MAX_CONNECTIONS`: open connections; more wait to be accepted.
+    pub max_connections: usize,
     pub batch: BatchSettings,
 }
 
@@ -56,6 +61,8 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             retry_after: 5,
+            max_buffered: 80 * 1024 * 1024,
+            max_connections: 1024,
             batch: BatchSettings::default(),
         }
     }
@@ -111,6 +118,8 @@ impl Settings {
                 POSITIVE,
             )?),
             retry_after: env_parse("INGEST_RETRY_AFTER_SECS", d.retry_after, POSITIVE)?,
+            max_buffered: env_bytes("INGEST_MAX_BUFFERED_BYTES", d.max_buffered)?,
+            max_connections: env_parse("INGEST_MAX_CONNECTIONS", d.max_connections, POSITIVE)?,
             batch,
         };
         settings.validate()?;
@@ -138,6 +147,7 @@ impl Settings {
             ("INGEST_FLUSH_CONCURRENCY", b.flush_concurrency),
             ("INGEST_SEND_CONCURRENCY", b.send_concurrency),
             ("INGEST_MAX_PENDING_BYTES", b.max_pending_bytes),
+            ("INGEST_MAX_CONNECTIONS", self.max_connections),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(name, POSITIVE));
@@ -149,6 +159,12 @@ impl Settings {
                 format!(
                     "expected {MIN_MESSAGE_BYTES} to {MAX_CALL_BYTES} bytes (SQS's message size range)"
                 ),
+            ));
+        }
+        if self.max_buffered < self.max_body.saturating_add(self.max_decoded_body) {
+            return Err(ConfigError::new(
+                "INGEST_MAX_BUFFERED_BYTES",
+                "expected at least INGEST_MAX_BODY + INGEST_MAX_DECODED_BODY, so that any one request fits",
             ));
         }
         if b.max_linger < b.linger {

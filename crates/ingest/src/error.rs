@@ -151,7 +151,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Unauthorized(_) = self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::BodyTooLarge { .. } | ApiError::Timeout { .. } = self {
+        if let ApiError::BodyTooLarge { .. }
+        | ApiError::DecodedTooLarge { .. }
+        | ApiError::Overloaded { .. }
+        | ApiError::Timeout { .. } = self
+        {
             // The rest of the body was not read: do not reuse the connection.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Token;
 use crate::batcher::Batcher;
 use crate::body;
+use crate::budget::{Budget, Room};
 use crate::error::ApiError;
 use crate::events::Events;
 use crate::metrics;
@@ -39,6 +40,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// `INGEST_RETRY_AFTER_SECS`: suggested with every 503.
     pub retry_after: u64,
+    /// `INGEST_MAX_BUFFERED_BYTES`: body bytes, read and decompressed, of
+    /// all requests at once.
+    pub max_buffered: usize,
 }
 
 #[derive(Clone)]
@@ -48,6 +52,7 @@ pub struct HttpState {
 
 struct Inner {
     batcher: Batcher,
+    budget: Budget,
     token: Option<Token>,
     limits: Limits,
     queue: Arc<dyn Queue>,
@@ -65,6 +70,7 @@ impl HttpState {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                budget: Budget::new(limits.max_buffered),
                 batcher,
                 token,
                 limits,
@@ -124,22 +130,40 @@ async fn accept(state: &Inner, headers: &HeaderMap, body: Body) -> Result<usize,
             limit: limits.max_body,
         });
     }
-    let raw = tokio::time::timeout(
+    let overloaded = ApiError::Overloaded {
+        retry_after: limits.retry_after,
+    };
+    // The body's room in the memory budget, held until it is parsed.
+    let mut room = Room::default();
+    let (raw, inflated) = tokio::time::timeout(
         limits.request_timeout,
-        body::read(body, limits.max_body, length),
+        body::read(
+            body,
+            limits.max_body,
+            length,
+            encoding,
+            limits.max_decoded_body,
+            &state.budget,
+            &mut room,
+        ),
     )
     .await
     .map_err(|_| ApiError::Timeout {
         seconds: limits.request_timeout.as_secs(),
-    })??;
+    })?
+    .map_err(|e| e.unwrap_or(overloaded))?;
     if raw.is_empty() {
         return Err(parse::ParseError::Empty.into());
     }
     let (max_decoded, max_message) = (limits.max_decoded_body, limits.max_message_bytes);
+    let (budget, retry_after) = (state.budget.clone(), limits.retry_after);
     let events = tokio::task::spawn_blocking(move || {
-        let json = body::decode(raw, encoding, max_decoded)?;
+        let mut room = room;
+        let json = body::decode_within(raw, encoding, max_decoded, inflated, &budget, &mut room)
+            .map_err(|e| e.unwrap_or(ApiError::Overloaded { retry_after }))?;
         let events = parse::parse(&json, format)?;
         drop(json);
+        drop(room);
         check_sizes(&events, max_message)?;
         Ok::<_, ApiError>(events)
     })

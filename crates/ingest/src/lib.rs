@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod batcher;
 pub mod body;
+pub mod budget;
 pub mod cli;
 pub mod configuration;
 pub mod error;

@@ -4,8 +4,12 @@
 //! This is `axum::serve` with two things it does not offer: a timeout for
 //! reading request headers (hyper's needs a timer, which `axum::serve` does
 //! not set, so a client sending headers a byte a minute would hold its
-//! connection forever), and an upper bound on the graceful drain.
+//! connection forever), an upper bound on the graceful drain, and a cap on
+//! open connections (`INGEST_MAX_CONNECTIONS`): at the cap the loop stops
+//! accepting, so further clients wait in the listen backlog instead of each
+//! taking a task and buffers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,10 +31,19 @@ pub async fn serve(
     shutdown: CancellationToken,
     header_timeout: Duration,
     drain: Duration,
+    max_connections: usize,
 ) -> Instant {
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let open = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&open).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -51,6 +65,7 @@ pub async fn serve(
         let connection = graceful.watch(connection);
         connections.spawn(async move {
             let _ = connection.await;
+            drop(permit);
         });
         while connections.try_join_next().is_some() {}
     }

@@ -44,6 +44,7 @@ pub fn service(queue: Arc<dyn Queue>, settings: &Settings, shutdown: Cancellatio
         max_message_bytes: settings.batch.max_message_bytes,
         request_timeout: settings.request_timeout,
         retry_after: settings.retry_after,
+        max_buffered: settings.max_buffered,
     };
     let state = HttpState::new(batcher, settings.token.clone(), limits, queue, shutdown);
     Service {
@@ -105,6 +106,7 @@ impl Application {
             shutdown,
             settings.request_timeout,
             settings.shutdown_timeout,
+            settings.max_connections,
         )
         .await;
         // Every request is answered or gone: send what is pending and stop.

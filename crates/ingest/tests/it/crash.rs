@@ -23,14 +23,31 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice-ingest");
 
 /// Starts the binary on `queue_url`; the child and its address.
 async fn start(dir: &std::path::Path, queue_url: &str) -> (Child, String) {
+    // Small messages: the request below takes many of them.
+    let (child, addr) = start_with(
+        dir,
+        queue_url,
+        &[
+            ("INGEST_MAX_MESSAGE_BYTES", "1024"),
+            ("INGEST_SEND_CONCURRENCY", "1"),
+        ],
+    )
+    .await;
+    (child, format!("http://{addr}/events"))
+}
+
+/// Starts the binary on `queue_url` with `env`; the child and its address.
+pub async fn start_with(
+    dir: &std::path::Path,
+    queue_url: &str,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let mut child = Command::new(BIN)
         .env_clear()
         .env("QUEUE_URL", queue_url)
         .env("INGEST_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
-        // Small messages: the request below takes many of them.
-        .env("INGEST_MAX_MESSAGE_BYTES", "1024")
-        .env("INGEST_SEND_CONCURRENCY", "1")
+        .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -52,7 +69,7 @@ async fn start(dir: &std::path::Path, queue_url: &str) -> (Child, String) {
     };
     // Keep reading its log so that it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-    (child, format!("http://{addr}/events"))
+    (child, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod helpers;
 
 mod api;
 mod binary;
+mod bombs;
 mod crash;
 mod delivery;
 mod metrics;
