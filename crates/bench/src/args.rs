@@ -90,6 +90,17 @@ pub struct Args {
     #[arg(long, value_parser = parse_run_id)]
     pub run_id: Option<String>,
 
+    /// Retry a request that got a 503 or no HTTP answer, with the same body
+    /// (as a real pusher does), honouring `Retry-After` (at most 5 s), for
+    /// up to this many seconds per request; 0: no retries.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub retry: u64,
+
+    /// Send an `Idempotency-Key` with each request (`<run-id>-r<n>`, the same
+    /// on every retry of it), so retries are stored once.
+    #[arg(long)]
+    pub idempotency_keys: bool,
+
     /// Print the summary as one JSON object on stdout (the human report goes
     /// to stderr).
     #[arg(long)]

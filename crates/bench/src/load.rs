@@ -32,6 +32,10 @@ pub struct LoadConfig {
     pub format: BodyFormat,
     /// Print progress to stderr every this often.
     pub progress_every: Option<Duration>,
+    /// Retry 503s and transport errors for up to this long per request.
+    pub retry_for: Duration,
+    /// With `Some(prefix)`, request *n* carries `Idempotency-Key: prefix-r<n>`.
+    pub idempotency_prefix: Option<String>,
 }
 
 /// What happened to one request.
@@ -140,6 +144,7 @@ pub async fn run(
         let next = next.clone();
         let done = done.clone();
         let accepted_events = accepted_events.clone();
+        let (retry_for, prefix) = (config.retry_for, config.idempotency_prefix.clone());
         tasks.push(tokio::spawn(async move {
             let mut partial = Partial {
                 latency: latency_histogram(),
@@ -150,7 +155,8 @@ pub async fn run(
                 let Some(body) = bodies.get(index) else { break };
                 let events = plan.events_of(index).count() as u64;
                 let sent = Instant::now();
-                let outcome = post(&client, &url, body.clone()).await;
+                let key = prefix.as_ref().map(|p| format!("{p}-r{index}"));
+                let outcome = post_retrying(&client, &url, body, key.as_deref(), retry_for).await;
                 let elapsed = sent.elapsed();
                 let at = now_us();
                 if !matches!(outcome, Outcome::Transport(_)) {
@@ -242,17 +248,57 @@ impl LoadResult {
     }
 }
 
-async fn post(client: &reqwest::Client, url: &reqwest::Url, body: Bytes) -> Outcome {
-    let response = match client.post(url.clone()).body(body).send().await {
+/// Posts `body`, again on a 503 or a transport error until `retry_for` has
+/// passed, waiting as `Retry-After` says (at most 5 s; 100 ms without it).
+async fn post_retrying(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    body: &Bytes,
+    key: Option<&str>,
+    retry_for: Duration,
+) -> Outcome {
+    let deadline = Instant::now() + retry_for;
+    loop {
+        let (outcome, retry_after) = post(client, url, body.clone(), key).await;
+        let again = matches!(
+            outcome,
+            Outcome::Transport(_) | Outcome::Status { status: 503, .. }
+        );
+        let wait = retry_after
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_secs(5));
+        if !again || Instant::now() + wait > deadline {
+            return outcome;
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    body: Bytes,
+    key: Option<&str>,
+) -> (Outcome, Option<Duration>) {
+    let mut request = client.post(url.clone()).body(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = match request.send().await {
         Ok(response) => response,
-        Err(e) => return Outcome::Transport(transport_kind(&e)),
+        Err(e) => return (Outcome::Transport(transport_kind(&e)), None),
     };
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+        .map(Duration::from_secs);
     let body = match response.bytes().await {
         Ok(body) => body,
-        Err(e) => return Outcome::Transport(transport_kind(&e)),
+        Err(e) => return (Outcome::Transport(transport_kind(&e)), None),
     };
-    classify(status.as_u16(), &body)
+    (classify(status.as_u16(), &body), retry_after)
 }
 
 /// Turns an HTTP answer into an outcome.
@@ -424,6 +470,8 @@ mod tests {
                 gzip: true,
             },
             progress_every: None,
+            retry_for: Duration::ZERO,
+            idempotency_prefix: None,
         };
         let h = headers(&config).unwrap();
         assert_eq!(h[CONTENT_TYPE], "application/x-ndjson");
@@ -455,6 +503,8 @@ mod tests {
             timeout: Duration::from_secs(5),
             format: BodyFormat::default(),
             progress_every: None,
+            retry_for: Duration::ZERO,
+            idempotency_prefix: None,
         };
         let plan = Plan::new(30, 10);
         let bodies = Arc::new(vec![Bytes::from_static(b"[]"); plan.requests()]);
@@ -530,6 +580,8 @@ mod tests {
             timeout: Duration::from_secs(5),
             format: BodyFormat::default(),
             progress_every: None,
+            retry_for: Duration::ZERO,
+            idempotency_prefix: None,
         };
         let plan = Plan::new(40, 10);
         let bodies = Arc::new(vec![Bytes::from_static(b"[]"); plan.requests()]);

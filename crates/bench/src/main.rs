@@ -112,6 +112,8 @@ async fn run(args: Args) -> Result<Summary, Setup> {
         timeout: args.timeout(),
         format,
         progress_every: Some(Duration::from_secs(5)),
+        retry_for: Duration::from_secs(args.retry),
+        idempotency_prefix: args.idempotency_keys.then(|| run_id.clone()),
     };
     eprintln!(
         "sluice-bench: posting to {url} at concurrency {}...",
