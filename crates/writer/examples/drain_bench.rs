@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 use sluice_core::classify::Classifier;
+use sluice_core::idempotency::identity_key;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
 use sluice_core::records::LoginRow;
-use sluice_core::wire::{Envelope, decode_value};
+use sluice_core::wire::{Envelope, KeySpan, decode_value};
 use sqlx::Connection;
 
 const KEY: [u8; 32] = [42u8; 32];
@@ -40,16 +41,36 @@ fn records(n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// Packs records into envelopes whose encoded body stays under the limit.
-fn pack(records: &[Value]) -> Vec<String> {
+/// Packs records into envelopes whose encoded body stays under the limit;
+/// with `keyed`, as if they came in requests of 100 with an
+/// `Idempotency-Key` each (an identity per record, beside the events).
+fn pack(records: &[Value], keyed: bool) -> Vec<String> {
     let probe = Envelope::new(records[..1000.min(records.len())].to_vec())
         .encode()
         .len();
     let per_message = ((MAX_MESSAGE_BYTES as f64 * 0.95) / (probe as f64 / 1000.0)) as usize;
     records
         .chunks(per_message.max(1))
-        .map(|c| {
-            let body = Envelope::new(c.to_vec()).encode();
+        .enumerate()
+        .map(|(m, c)| {
+            let mut envelope = Envelope::new(c.to_vec());
+            if keyed {
+                let first = m * per_message.max(1);
+                let end = first + c.len();
+                let mut start = first;
+                while start < end {
+                    let count = (end - start).min(100 - start % 100);
+                    let key = identity_key(format!("bench-{}", start / 100).as_bytes());
+                    envelope.idempotency.push(KeySpan(
+                        start - first,
+                        key,
+                        (start % 100) as u64,
+                        count,
+                    ));
+                    start += count;
+                }
+            }
+            let body = envelope.encode();
             assert!(
                 body.len() <= MAX_MESSAGE_BYTES,
                 "envelope too large: {}",
@@ -293,7 +314,8 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let records = records(n);
-    let bodies = pack(&records);
+    let bodies = pack(&records, false);
+    let keyed_bodies = pack(&records, true);
     let rows = masked_rows(&records);
     println!(
         "{n} login records in {} envelope-v1 messages (~{} KiB each, {} records each)",
@@ -303,11 +325,15 @@ async fn main() {
     );
     let dir = tempfile::tempdir().unwrap();
     for kind in ["postgres", "sqlite"] {
-        let (writer_db, bare_db) = if kind == "postgres" {
-            (fresh_pg(&admin).await, fresh_pg(&admin).await)
+        let (writer_db, bare_db, keyed_db) = if kind == "postgres" {
+            (
+                fresh_pg(&admin).await,
+                fresh_pg(&admin).await,
+                fresh_pg(&admin).await,
+            )
         } else {
             let p = |s: &str| format!("sqlite://{}", dir.path().join(s).display());
-            (p("writer.db"), p("bare.db"))
+            (p("writer.db"), p("bare.db"), p("keyed.db"))
         };
         migrate(&bare_db).await;
         let d = drain(&endpoint, &bodies, &writer_db, n as i64).await;
@@ -328,6 +354,15 @@ async fn main() {
             d.cpu_seconds,
             d.peak_rss_kib / 1024,
             writer_rate / bare_rate
+        );
+        let k = drain(&endpoint, &keyed_bodies, &keyed_db, n as i64).await;
+        let keyed_rate = n as f64 / k.seconds;
+        println!(
+            "{kind:8}  keyed:  {keyed_rate:>9.0} rows/s ({:.2} s, CPU {:.2} s, peak RSS {} MiB)   keyed/unkeyed {:.2}",
+            k.seconds,
+            k.cpu_seconds,
+            k.peak_rss_kib / 1024,
+            keyed_rate / writer_rate
         );
     }
 }
