@@ -14,7 +14,10 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Every binary, built if this test run did not build it.
+/// Every binary. `cargo test --workspace` (what `scripts/test` runs) has
+/// built them all beside ours; only when one is missing (`cargo test -p
+/// sluice`) are they built here — a nested build resolves features on its
+/// own and recompiles much of the tree, so it is not done when not needed.
 fn binaries() -> Vec<PathBuf> {
     let packages = [
         ("sluice-ingest", "sluice-ingest"),
@@ -24,6 +27,11 @@ fn binaries() -> Vec<PathBuf> {
     ];
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
     let dir = ours.parent().unwrap().to_path_buf();
+    let mut all = vec![ours.clone()];
+    all.extend(packages.iter().map(|(_, bin)| dir.join(bin)));
+    if all.iter().all(|binary| binary.exists()) {
+        return all;
+    }
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build.current_dir(workspace()).args(["build", "--quiet"]);
     for (package, _) in packages {
@@ -34,8 +42,6 @@ fn binaries() -> Vec<PathBuf> {
         build.env("CARGO_TARGET_DIR", target);
     }
     assert!(build.status().unwrap().success(), "building the binaries");
-    let mut all = vec![ours];
-    all.extend(packages.iter().map(|(_, bin)| dir.join(bin)));
     all
 }
 
