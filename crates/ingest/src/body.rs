@@ -128,7 +128,11 @@ pub async fn read(
                 }
                 held += more;
             }
-            if inflate_off_the_workers(|| inflater.feed(&out, &data)) > max_decoded as u64 {
+            // Only a compressed body is inflated; handing the worker over
+            // for a plain one costs a thread switch per frame for nothing.
+            if inflater.inflates()
+                && inflate_off_the_workers(|| inflater.feed(&out, &data)) > max_decoded as u64
+            {
                 return Err(Some(ApiError::DecodedTooLarge { limit: max_decoded }));
             }
             out.extend_from_slice(&data);
@@ -171,6 +175,11 @@ impl Inflater {
             ))),
             Encoding::Deflate => Inflater::Undecided,
         }
+    }
+
+    /// Whether there is anything to inflate (a compressed, unbroken body).
+    fn inflates(&self) -> bool {
+        !matches!(self, Inflater::None | Inflater::Broken)
     }
 
     /// Feeds `data`, which follows `before`; returns the count so far.
