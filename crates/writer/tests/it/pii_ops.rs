@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,11 +17,9 @@ use serde_json::{Value, json};
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
 use sluice_writer::startup::Application;
-use tokio::process::Command;
 
 use crate::helpers::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice-writer");
 pub(crate) const WAIT: Duration = Duration::from_secs(120);
 /// Key B, the new primary; key A is the writers' usual `TEST_KEY`.
 const KEY_B: [u8; 32] = [77u8; 32];
@@ -37,19 +34,8 @@ pub(crate) fn masker_of(current: PiiKey, older: Vec<PiiKey>) -> Masker {
     Masker::new(Keyring::new(current, older), Policy::default())
 }
 
-/// The binary with only `env`, in `dir`.
-pub(crate) fn command(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
+/// The binary with only `env`, in `dir` (the binary tests' helper).
+pub(crate) use crate::binary::writer as command;
 
 pub(crate) struct Out {
     pub ok: bool,
