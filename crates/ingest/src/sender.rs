@@ -24,15 +24,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sluice_core::backoff::Backoff;
-use sluice_core::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, SendOutcome};
+use sluice_core::queue::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, Queue, QueueError, SendOutcome};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::batcher::{BatchSettings, EnqueueError, MAX_CALL_BYTES, Submission};
+use crate::enqueue::{BatchSettings, EnqueueError, Submission};
 use crate::events::Events;
 use crate::metrics;
-use crate::pack::{self, TooLarge};
+use crate::pack::{self, PackError};
 
 /// Events `range` of request `request` in a batch.
 type Part = (usize, Range<usize>);
@@ -57,8 +57,17 @@ struct Packed {
     json_bytes: usize,
 }
 
-/// Packed messages, or the (request, index) of an event too large alone.
-type PackResult = Result<Vec<Packed>, (usize, usize)>;
+/// Packed messages, or why they could not be.
+type PackResult = Result<Vec<Packed>, Unpacked>;
+
+/// Why parts of a batch could not be packed.
+#[derive(Debug, PartialEq, Eq)]
+enum Unpacked {
+    /// Event `index` of request `request` is too large alone.
+    TooLarge { request: usize, index: usize },
+    /// The compressor failed: none of the parts' messages can be sent.
+    Failed(String),
+}
 
 /// A message of a flush.
 struct Message {
@@ -123,7 +132,7 @@ impl Sender {
     }
 
     fn messages_per_call(&self) -> usize {
-        (MAX_CALL_BYTES / self.max_message_bytes()).clamp(1, MAX_BATCH_ENTRIES)
+        (MAX_BATCH_BYTES / self.max_message_bytes()).clamp(1, MAX_BATCH_ENTRIES)
     }
 
     /// JSON bytes that fill one `SendMessageBatch` call.
@@ -242,8 +251,13 @@ fn pack_parts(events: &[Events], parts: &[Part], max: usize) -> PackResult {
         } else {
             Vec::new()
         };
-    let packed =
-        pack::pack_keyed(&slices, &identities, max).map_err(|TooLarge { index }| owners[index])?;
+    let packed = pack::pack_keyed(&slices, &identities, max).map_err(|e| match e {
+        PackError::TooLarge { index } => {
+            let (request, index) = owners[index];
+            Unpacked::TooLarge { request, index }
+        }
+        PackError::Compress(reason) => Unpacked::Failed(reason),
+    })?;
     Ok(packed
         .into_iter()
         .map(|p| {
@@ -354,7 +368,7 @@ impl Flush {
             let mut bytes = 0;
             while take < self.unsent.len().min(per_call) {
                 let len = self.messages[self.unsent[take]].body.len();
-                if take > 0 && bytes + len > MAX_CALL_BYTES {
+                if take > 0 && bytes + len > MAX_BATCH_BYTES {
                     break;
                 }
                 bytes += len;
@@ -479,7 +493,13 @@ impl Flush {
                     }
                 }
             }
-            Err((request, index)) => {
+            Err(Unpacked::Failed(reason)) => {
+                tracing::error!(error = %reason, "packing events failed; their requests get 503");
+                for (request, _) in &parts {
+                    self.waiters[*request].answer(Err(EnqueueError::Unavailable));
+                }
+            }
+            Err(Unpacked::TooLarge { request, index }) => {
                 // Only when the queue's limit turned out lower than ours.
                 self.waiters[request].answer(Err(EnqueueError::TooLarge { index }));
                 let rest: Vec<Part> = parts.into_iter().filter(|(r, _)| *r != request).collect();
@@ -627,6 +647,12 @@ mod tests {
         big.push(format!("{{\"t\":\"{text}\"}}").as_bytes());
         let all = vec![events(2, 10), big];
         let parts: Vec<Part> = vec![(0, 0..2), (1, 0..3)];
-        assert_eq!(pack_parts(&all, &parts, 8192).unwrap_err(), (1, 2));
+        assert_eq!(
+            pack_parts(&all, &parts, 8192).unwrap_err(),
+            Unpacked::TooLarge {
+                request: 1,
+                index: 2
+            }
+        );
     }
 }

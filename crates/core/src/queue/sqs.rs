@@ -19,7 +19,7 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 
-use super::sqs_error::queue_error;
+use super::sdk_error::queue_error;
 use super::{
     EntryFailure, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome, SqsErrorKind,
 };
