@@ -1,6 +1,10 @@
 //! From decoded items to masked rows: classification (DESIGN section 6) and
 //! the per-kind conversions.
 //!
+//! The rule that decides a record's kind ([`RecordKind::by_fields`]) and the
+//! size bound ([`approx`]) are written once here; the login fast path
+//! ([`login::plain_login_row`]) asks them too rather than restating them.
+//!
 //! Every item ends as exactly one row: in its kind's table, or in
 //! `rejected_records` with the reason, its payload masked (parseable) or
 //! encrypted (unparseable). Reasons never quote values, so they are safe to
@@ -33,7 +37,11 @@ pub enum RecordKind {
 
 impl RecordKind {
     pub fn of(record: &Map<String, Value>) -> Self {
-        let has = |k: &str| record.get(k).is_some_and(|v| !v.is_null());
+        Self::by_fields(|k| record.get(k).is_some_and(|v| !v.is_null()))
+    }
+
+    /// The rule, given which fields are present and not null.
+    pub fn by_fields(has: impl Fn(&str) -> bool) -> Self {
         if has("adjust_action") {
             RecordKind::TuneAdjustment
         } else if has("event_id") && has("action") {
@@ -148,7 +156,7 @@ impl Classifier {
 
     fn record(&self, record: Map<String, Value>, rows: &mut MessageRows) {
         let size = approx_size_of_object(&record);
-        if size > self.max_record_bytes {
+        if !approx::within(size, self.max_record_bytes) {
             let reason = format!(
                 "record of about {size} bytes is over the {} byte limit",
                 self.max_record_bytes
@@ -193,18 +201,47 @@ impl Classifier {
 /// Bytes of strings and keys in a value: a cheap bound on its JSON size.
 fn approx_size(value: &Value) -> usize {
     match value {
-        Value::String(s) => s.len() + 2,
-        Value::Array(items) => items.iter().map(approx_size).sum::<usize>() + 2,
+        Value::String(s) => approx::string(s.len()),
+        Value::Array(items) => approx::array(items.iter().map(approx_size)),
         Value::Object(map) => approx_size_of_object(map),
-        _ => 8,
+        _ => approx::SCALAR,
     }
 }
 
 fn approx_size_of_object(map: &Map<String, Value>) -> usize {
-    map.iter()
-        .map(|(k, v)| k.len() + 4 + approx_size(v))
-        .sum::<usize>()
-        + 2
+    approx::object(map.iter().map(|(k, v)| approx::field(k, approx_size(v))))
+}
+
+/// The measure of the record size bound, piece by piece, for whoever reads
+/// records without a `serde_json::Value` (the login fast path).
+pub mod approx {
+    /// A number, a boolean or null.
+    pub const SCALAR: usize = 8;
+
+    /// A string of `len` bytes.
+    pub const fn string(len: usize) -> usize {
+        len + 2
+    }
+
+    /// A field of an object: its name, and its value's size.
+    pub fn field(name: &str, value: usize) -> usize {
+        name.len() + 4 + value
+    }
+
+    /// An object of fields of these sizes.
+    pub fn object(fields: impl Iterator<Item = usize>) -> usize {
+        fields.sum::<usize>() + 2
+    }
+
+    /// An array of items of these sizes.
+    pub fn array(items: impl Iterator<Item = usize>) -> usize {
+        items.sum::<usize>() + 2
+    }
+
+    /// Whether a record of `size` is within the bound (else it is rejected).
+    pub const fn within(size: usize, max_record_bytes: usize) -> bool {
+        size <= max_record_bytes
+    }
 }
 
 #[cfg(test)]
