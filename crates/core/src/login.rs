@@ -262,7 +262,7 @@ fn app_version_text(text: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::masking::{Keyring, PiiKey, Policy};
+    use crate::masking::test_masker;
     use serde_json::json;
 
     #[test]
@@ -283,10 +283,7 @@ mod tests {
 
     #[test]
     fn plain_logins_are_read_without_a_map_and_others_declined() {
-        let m = Masker::new(
-            Keyring::new(PiiKey::from_bytes(&[9u8; 32]), vec![]),
-            Policy::default(),
-        );
+        let m = test_masker(9);
         let plain = r#"{"user_id": "u\u00e9", "app_version": "2.3.0", "device_type": "ios",
             "ip": "199.172.111.135", "locale": null, "device_id": "593-47-5928"}"#;
         let value: Value = serde_json::from_str(plain).unwrap();
@@ -316,10 +313,7 @@ mod tests {
 
     #[test]
     fn row_is_masked_and_checked() {
-        let m = Masker::new(
-            Keyring::new(PiiKey::from_bytes(&[9u8; 32]), vec![]),
-            Policy::default(),
-        );
+        let m = test_masker(9);
         let rec = json!({"user_id": "u1", "app_version": "2.3.0", "device_type": "android",
             "ip": "199.172.111.135", "locale": null, "device_id": "593-47-5928"});
         let row = login_row(rec.as_object().unwrap(), &m).unwrap();

@@ -289,11 +289,25 @@ impl Stream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::{Value, json};
     use sluice_core::wire::{Item, decode_body};
+
+    /// `len` pseudo-random letters from `seed` (xorshift): text that gzip
+    /// cannot shrink much, unlike any run of one byte.
+    pub(crate) fn letters(len: usize, seed: u64) -> String {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect()
+    }
 
     /// Decodes every body and checks sizes, order and envelope fields.
     fn check(events: &[Vec<u8>], packed: &[Packed], max: usize) {
@@ -414,15 +428,7 @@ mod tests {
         let mut events = tune_like(5);
         events.insert(3, json!({"big": "x".repeat(5000)}).to_string().into_bytes());
         // A run of one byte compresses to nothing: incompressible text is needed.
-        let mut x = 88_172_645_463_325_252u64;
-        let big: String = (0..40_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'a' + (x % 26) as u8)
-            })
-            .collect();
+        let big = letters(40_000, 88_172_645_463_325_252);
         events[3] = json!({ "big": big }).to_string().into_bytes();
         assert_eq!(
             pack(&events, 16 * 1024).unwrap_err(),

@@ -18,7 +18,6 @@
 //! its retry sends the same body with the same envelope id, which the
 //! writer's receipts make harmless.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,10 +31,10 @@ use tokio::time::Instant;
 use crate::enqueue::{BatchSettings, EnqueueError, Submission};
 use crate::events::Events;
 use crate::metrics;
-use crate::pack::{self, PackError};
+use crate::pack;
 
-/// Events `range` of request `request` in a batch.
-type Part = (usize, Range<usize>);
+mod parts;
+use parts::{PackResult, Packed, Part, Unpacked, pack_parts};
 
 /// Shared by all flushes.
 pub(crate) struct Sender {
@@ -47,26 +46,6 @@ pub(crate) struct Sender {
     warned_message_size: AtomicBool,
     /// Moving average of the JSON bytes in a full envelope.
     message_json: AtomicUsize,
-}
-
-/// A message body fresh from packing.
-#[derive(Debug)]
-struct Packed {
-    body: String,
-    parts: Vec<Part>,
-    json_bytes: usize,
-}
-
-/// Packed messages, or why they could not be.
-type PackResult = Result<Vec<Packed>, Unpacked>;
-
-/// Why parts of a batch could not be packed.
-#[derive(Debug, PartialEq, Eq)]
-enum Unpacked {
-    /// Event `index` of request `request` is too large alone.
-    TooLarge { request: usize, index: usize },
-    /// The compressor failed: none of the parts' messages can be sent.
-    Failed(String),
 }
 
 /// A message of a flush.
@@ -230,51 +209,6 @@ impl Sender {
         }
         self.max_message_bytes()
     }
-}
-
-/// Packs `parts` of `events` into message bodies of at most `max` bytes.
-fn pack_parts(events: &[Events], parts: &[Part], max: usize) -> PackResult {
-    let mut slices = Vec::new();
-    let mut owners = Vec::new();
-    for (request, range) in parts {
-        for i in range.clone() {
-            slices.push(events[*request].get(i));
-            owners.push((*request, i));
-        }
-    }
-    let identities: Vec<pack::Identity<'_>> =
-        if parts.iter().any(|(r, _)| events[*r].key().is_some()) {
-            owners
-                .iter()
-                .map(|&(request, i)| events[request].key().map(|key| (key, i as u64)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-    let packed = pack::pack_keyed(&slices, &identities, max).map_err(|e| match e {
-        PackError::TooLarge { index } => {
-            let (request, index) = owners[index];
-            Unpacked::TooLarge { request, index }
-        }
-        PackError::Compress(reason) => Unpacked::Failed(reason),
-    })?;
-    Ok(packed
-        .into_iter()
-        .map(|p| {
-            let mut parts: Vec<Part> = Vec::new();
-            for &(request, i) in &owners[p.events] {
-                match parts.last_mut() {
-                    Some((r, range)) if *r == request && range.end == i => range.end = i + 1,
-                    _ => parts.push((request, i..i + 1)),
-                }
-            }
-            Packed {
-                body: p.body,
-                parts,
-                json_bytes: p.json_bytes,
-            }
-        })
-        .collect())
 }
 
 struct Flush {
@@ -595,64 +529,5 @@ impl Flush {
             return;
         }
         self.pack(parts, max, false);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn events(n: usize, size: usize) -> Events {
-        let mut e = Events::default();
-        for i in 0..n {
-            let pad: String = (0..size)
-                .map(|j| char::from(b'a' + ((i * 31 + j * j * 7) % 26) as u8))
-                .collect();
-            e.push(format!("{{\"i\":{i},\"pad\":\"{pad}\"}}").as_bytes());
-        }
-        e
-    }
-
-    #[test]
-    fn parts_follow_requests_across_messages() {
-        let all = vec![events(3, 10), events(500, 200), events(2, 10)];
-        let parts: Vec<Part> = vec![(0, 0..3), (1, 0..500), (2, 0..2)];
-        let packed = pack_parts(&all, &parts, 4096).unwrap();
-        assert!(packed.len() > 1);
-        let mut seen: Vec<(usize, usize)> = Vec::new();
-        for p in &packed {
-            for (r, range) in &p.parts {
-                seen.extend(range.clone().map(|i| (*r, i)));
-            }
-        }
-        let expected: Vec<(usize, usize)> = parts
-            .iter()
-            .flat_map(|(r, range)| range.clone().map(move |i| (*r, i)))
-            .collect();
-        assert_eq!(seen, expected);
-    }
-
-    #[test]
-    fn too_large_names_request_and_index() {
-        let mut big = events(2, 10);
-        let mut x = 1u64;
-        let text: String = (0..20_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'a' + (x % 26) as u8)
-            })
-            .collect();
-        big.push(format!("{{\"t\":\"{text}\"}}").as_bytes());
-        let all = vec![events(2, 10), big];
-        let parts: Vec<Part> = vec![(0, 0..2), (1, 0..3)];
-        assert_eq!(
-            pack_parts(&all, &parts, 8192).unwrap_err(),
-            Unpacked::TooLarge {
-                request: 1,
-                index: 2
-            }
-        );
     }
 }

@@ -1,14 +1,7 @@
 use super::*;
-use crate::masking::{Keyring, PiiKey, Policy};
+use crate::masking::test_masker;
 use crate::records::Decimal;
 use serde_json::json;
-
-fn masker() -> Masker {
-    Masker::new(
-        Keyring::new(PiiKey::from_bytes(&[5u8; 32]), vec![]),
-        Policy::default(),
-    )
-}
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
@@ -120,7 +113,7 @@ fn adjust_actions_in_every_form() {
 
 #[test]
 fn click_fixture_becomes_a_row() {
-    let m = masker();
+    let m = test_masker(5);
     let row = event_row(&obj(click()), &m).unwrap();
     assert_eq!(row.event_id, "6d631f8e-8f1e-11e6-9a2e-067e12251fb6");
     assert_eq!(row.action, "click");
@@ -178,7 +171,7 @@ fn click_fixture_becomes_a_row() {
 
 #[test]
 fn every_pii_field_is_masked_in_columns_and_extra() {
-    let m = masker();
+    let m = test_masker(5);
     // Each plaintext is unique so a search for it is exact.
     let pii = [
         ("ip", "198.51.100.7"),
@@ -264,7 +257,7 @@ fn every_pii_field_is_masked_in_columns_and_extra() {
 
 #[test]
 fn device_id_is_the_first_present() {
-    let m = masker();
+    let m = test_masker(5);
     let rec = obj(json!({"event_id": "e", "action": "click", "ios_ifa": "",
         "google_aid": null, "android_id": "A-1", "device_id": "D-1"}));
     let row = event_row(&rec, &m).unwrap();
@@ -281,7 +274,7 @@ fn device_id_is_the_first_present() {
 
 #[test]
 fn conversion_with_string_forms() {
-    let m = masker();
+    let m = test_masker(5);
     let rec = obj(json!({"event_id": "c1", "action": "conversion",
         "datetime": "2016-10-10 19:19:12", "offer_id": "180", "affiliate_id": "",
         "advertiser_id": 7, "payout": "12.50", "revenue": 20, "status": "approved",
@@ -303,7 +296,7 @@ fn conversion_with_string_forms() {
 
 #[test]
 fn unparseable_time_is_null_and_kept_in_extra() {
-    let m = masker();
+    let m = test_masker(5);
     let rec = obj(json!({"event_id": "e", "action": "impression", "datetime": "soon"}));
     let row = event_row(&rec, &m).unwrap();
     assert_eq!(row.occurred_at, None);
@@ -313,7 +306,7 @@ fn unparseable_time_is_null_and_kept_in_extra() {
 
 #[test]
 fn bad_events_are_rejected_naming_the_field_not_the_value() {
-    let m = masker();
+    let m = test_masker(5);
     let cases = [
         (
             json!({"event_id": "e", "action": "click", "offer_id": "SECRET"}),
@@ -381,7 +374,7 @@ fn bad_events_are_rejected_naming_the_field_not_the_value() {
 
 #[test]
 fn adjustments() {
-    let m = masker();
+    let m = test_masker(5);
     let rec = obj(json!({"event_id": "c1", "adjust_action": "update",
         "adjustment_sequence_id": "16648208123366", "adjustment_timestamp": 1664820812,
         "action": "conversion", "num": -1, "payout": -10, "revenue": "-20.5",
