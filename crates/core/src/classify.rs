@@ -2,8 +2,9 @@
 //! the per-kind conversions.
 //!
 //! The rule that decides a record's kind ([`RecordKind::by_fields`]) and the
-//! size bound ([`approx`]) are written once here; the login fast path
-//! ([`login::plain_login_row`]) asks them too rather than restating them.
+//! size bound ([`approx`]) are written once, in `classify/rule.rs`; the login
+//! fast path ([`login::plain_login_row`]) asks them too rather than
+//! restating them.
 //!
 //! Every item ends as exactly one row: in its kind's table, or in
 //! `rejected_records` with the reason, its payload masked (parseable) or
@@ -19,40 +20,15 @@ use crate::wire::{
 };
 use crate::{idempotency, login, message_key, rejected, tune};
 
+pub(crate) mod rule;
+pub use rule::{RecordKind, approx};
+
 /// Records larger than this (strings and keys summed) are rejected: no
 /// column or analyst wants them, and they would bloat every batch.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// Bound on one `rejected_records.payload` (`WRITER_MAX_REJECTED_BYTES`).
 pub const DEFAULT_MAX_REJECTED_BYTES: usize = 256 * 1024;
-
-/// The kinds of record, first match wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordKind {
-    TuneAdjustment,
-    TuneEvent,
-    UserLogin,
-    Unrecognized,
-}
-
-impl RecordKind {
-    pub fn of(record: &Map<String, Value>) -> Self {
-        Self::by_fields(|k| record.get(k).is_some_and(|v| !v.is_null()))
-    }
-
-    /// The rule, given which fields are present and not null.
-    pub fn by_fields(has: impl Fn(&str) -> bool) -> Self {
-        if has("adjust_action") {
-            RecordKind::TuneAdjustment
-        } else if has("event_id") && has("action") {
-            RecordKind::TuneEvent
-        } else if has("user_id") && (has("ip") || has("device_id")) {
-            RecordKind::UserLogin
-        } else {
-            RecordKind::Unrecognized
-        }
-    }
-}
 
 /// Turns decoded message bodies into rows.
 #[derive(Debug, Clone)]
@@ -210,38 +186,6 @@ fn approx_size(value: &Value) -> usize {
 
 fn approx_size_of_object(map: &Map<String, Value>) -> usize {
     approx::object(map.iter().map(|(k, v)| approx::field(k, approx_size(v))))
-}
-
-/// The measure of the record size bound, piece by piece, for whoever reads
-/// records without a `serde_json::Value` (the login fast path).
-pub mod approx {
-    /// A number, a boolean or null.
-    pub const SCALAR: usize = 8;
-
-    /// A string of `len` bytes.
-    pub const fn string(len: usize) -> usize {
-        len + 2
-    }
-
-    /// A field of an object: its name, and its value's size.
-    pub fn field(name: &str, value: usize) -> usize {
-        name.len() + 4 + value
-    }
-
-    /// An object of fields of these sizes.
-    pub fn object(fields: impl Iterator<Item = usize>) -> usize {
-        fields.sum::<usize>() + 2
-    }
-
-    /// An array of items of these sizes.
-    pub fn array(items: impl Iterator<Item = usize>) -> usize {
-        items.sum::<usize>() + 2
-    }
-
-    /// Whether a record of `size` is within the bound (else it is rejected).
-    pub const fn within(size: usize, max_record_bytes: usize) -> bool {
-        size <= max_record_bytes
-    }
 }
 
 #[cfg(test)]

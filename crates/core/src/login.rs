@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
 use serde_json::{Map, Value};
 
-use crate::classify::{RecordKind, approx};
+use crate::classify::rule::{RecordKind, approx};
 use crate::fields;
 use crate::masking::Masker;
 use crate::records::LoginRow;

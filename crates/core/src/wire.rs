@@ -357,27 +357,17 @@ mod tests {
 
     #[test]
     fn bad_bodies_become_invalid_items_with_reasons() {
-        assert_eq!(
-            decode_body(b"not json at all!").reasons(),
-            vec!["body is neither JSON nor base64"]
-        );
-        assert_eq!(
-            decode_body(b"{\"a\": ").reasons(),
-            vec!["invalid JSON at line 1 column 6"]
-        );
-        assert_eq!(
-            decode_body(b"42").reasons(),
-            vec!["JSON scalar where an object or array was expected"]
-        );
-        assert_eq!(
-            decode_body(b"true").reasons(),
-            vec!["JSON scalar where an object or array was expected"]
-        );
-        assert_eq!(decode_body(b"[]").reasons(), vec!["empty JSON array"]);
-        assert_eq!(
-            decode_body(b"\xff\xfe{}").reasons(),
-            vec!["body is not valid UTF-8"]
-        );
+        let cases: [(&[u8], &str); 6] = [
+            (b"not json at all!", "body is neither JSON nor base64"),
+            (b"{\"a\": ", "invalid JSON at line 1 column 6"),
+            (b"42", "JSON scalar where an object or array was expected"),
+            (b"true", "JSON scalar where an object or array was expected"),
+            (b"[]", "empty JSON array"),
+            (b"\xff\xfe{}", "body is not valid UTF-8"),
+        ];
+        for (body, reason) in cases {
+            assert_eq!(decode_body(body).reasons(), vec![reason]);
+        }
         let not_gzip = STANDARD.encode(b"hello, this is not gzip");
         assert_eq!(
             decode_body(not_gzip.as_bytes()).reasons(),
