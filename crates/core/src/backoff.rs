@@ -1,7 +1,12 @@
-//! Exponential backoff with full jitter, for retrying transient failures.
+//! Exponential backoff with "equal jitter", for retrying transient failures:
+//! each delay is drawn uniformly from the upper half of its exponential
+//! ceiling, so it grows for sure while no two retries line up.
 //!
 //! Jitter matters here: N writer replicas that lost the database together
-//! must not all come back in the same millisecond.
+//! must not all come back in the same millisecond. Full jitter (from zero
+//! up) would spread them as well, but could also retry at once, again and
+//! again; the lower bound of half keeps a failing dependency from being
+//! hammered.
 
 use std::time::Duration;
 
@@ -23,7 +28,8 @@ impl Backoff {
         }
     }
 
-    /// The delay before the next attempt: uniform in [0, min(max, base·2^n)].
+    /// The delay before the next attempt: uniform in [c/2, c] where
+    /// c = min(max, base·2^n) (at least 1 ms) after n earlier attempts.
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self
             .base
@@ -58,6 +64,7 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let first = b.next_delay();
         assert!(first <= Duration::from_millis(100));
+        assert!(first >= Duration::from_millis(50));
         for _ in 0..20 {
             assert!(b.next_delay() <= Duration::from_secs(1));
         }

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod classify;
 pub mod config;
+pub mod fields;
 pub mod idempotency;
 pub mod key_file;
 pub mod login;

@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
 use serde_json::{Map, Value};
 
+use crate::classify::rule::{RecordKind, approx};
+use crate::fields;
 use crate::masking::Masker;
 use crate::records::LoginRow;
 
@@ -25,7 +27,7 @@ const MASKED_MAX: usize = 256;
 /// quotes the value.
 pub fn login_row(record: &Map<String, Value>, masker: &Masker) -> Result<LoginRow, String> {
     // A NUL would fail the whole PostgreSQL batch; reject just this record.
-    crate::tune::check_nul(record)?;
+    fields::check_nul(record)?;
     let user_id = text_field(record, "user_id", USER_ID_MAX)?
         .ok_or_else(|| "user_id is missing".to_owned())?;
     Ok(LoginRow {
@@ -38,45 +40,57 @@ pub fn login_row(record: &Map<String, Value>, masker: &Masker) -> Result<LoginRo
     })
 }
 
-/// A login record in its plain shape. `None`: the field is absent;
-/// `Some(Text::Null)`: it is `null` (the size bound counts it).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A login record in its plain shape: only these fields, each a string or
+/// null (or absent). Any other shape fails the parse.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default, bound(deserialize = "'de: 'a"))]
 struct PlainLogin<'a> {
-    #[serde(default, borrow, deserialize_with = "present")]
-    user_id: Option<Text<'a>>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    ip: Option<Text<'a>>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    device_id: Option<Text<'a>>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    device_type: Option<Text<'a>>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    locale: Option<Text<'a>>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    app_version: Option<Text<'a>>,
+    user_id: Text<'a>,
+    ip: Text<'a>,
+    device_id: Text<'a>,
+    device_type: Text<'a>,
+    locale: Text<'a>,
+    app_version: Text<'a>,
 }
 
-/// A string (borrowed from the JSON text unless it had escapes) or null;
-/// anything else fails the plain parse.
+impl PlainLogin<'_> {
+    /// The fields by name, as [`RecordKind`] and the size bound see them.
+    fn fields(&self) -> [(&'static str, &Text<'_>); 6] {
+        [
+            ("app_version", &self.app_version),
+            ("device_id", &self.device_id),
+            ("device_type", &self.device_type),
+            ("ip", &self.ip),
+            ("locale", &self.locale),
+            ("user_id", &self.user_id),
+        ]
+    }
+}
+
+/// A field of a plain login: absent, `null` (which the size bound counts),
+/// or a string (borrowed from the JSON text unless it had escapes).
+#[derive(Default)]
 enum Text<'a> {
+    #[default]
+    Absent,
     Null,
     Str(Cow<'a, str>),
 }
 
-impl<'a> Text<'a> {
+impl Text<'_> {
     fn as_str(&self) -> Option<&str> {
         match self {
-            Text::Null => None,
+            Text::Absent | Text::Null => None,
             Text::Str(s) => Some(s),
         }
     }
 
-    /// What [`crate::classify`]'s size bound counts for the value.
-    fn approx_size(&self) -> usize {
+    /// What [`crate::classify`]'s size bound counts for the value, if present.
+    fn approx_size(&self) -> Option<usize> {
         match self {
-            Text::Null => 8,
-            Text::Str(s) => s.len() + 2,
+            Text::Absent => None,
+            Text::Null => Some(approx::SCALAR),
+            Text::Str(s) => Some(approx::string(s.len())),
         }
     }
 }
@@ -109,65 +123,52 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// A field that is there, `null` included (a plain `Option` would make
-/// `null` look absent).
-fn present<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'a>>, D::Error> {
-    Text::deserialize(d).map(Some)
-}
-
 /// More than `max` characters, as PostgreSQL's varchar counts them; the
 /// byte length bounds the count, so most values are not counted at all.
 fn longer_than(s: &str, max: usize) -> bool {
     s.len() > max && s.chars().count() > max
 }
 
-/// The text of a present, non-null field.
-fn text<'s>(field: &'s Option<Text<'_>>) -> Option<&'s str> {
-    field.as_ref().and_then(Text::as_str)
-}
-
 /// The row of a record in the plain login shape, read from its JSON text;
 /// `None` when the record is of another shape or would be rejected, for
 /// [`login_row`] (through classification) to handle. `max_record_bytes` is
-/// the classifier's size bound, applied the same way.
+/// the classifier's size bound; the bound and the classification are
+/// classify's own ([`approx`], [`RecordKind::by_fields`]).
 pub fn plain_login_row(json: &str, masker: &Masker, max_record_bytes: usize) -> Option<LoginRow> {
     let record: PlainLogin<'_> = serde_json::from_str(json).ok()?;
-    let fields = [
-        ("app_version", &record.app_version),
-        ("device_id", &record.device_id),
-        ("device_type", &record.device_type),
-        ("ip", &record.ip),
-        ("locale", &record.locale),
-        ("user_id", &record.user_id),
-    ];
+    let fields = record.fields();
     // The bound classify applies before anything else (keys and strings).
-    let size = fields
-        .iter()
-        .filter_map(|(name, value)| value.as_ref().map(|v| name.len() + 4 + v.approx_size()))
-        .sum::<usize>()
-        + 2;
-    if size > max_record_bytes {
+    let size = approx::object(
+        fields
+            .iter()
+            .filter_map(|(name, value)| Some(approx::field(name, value.approx_size()?))),
+    );
+    if !approx::within(size, max_record_bytes) {
         return None;
     }
-    // Classified as a login: user_id and (ip or device_id), not null.
-    let user_id = text(&record.user_id)?;
-    if text(&record.ip).is_none() && text(&record.device_id).is_none() {
+    let present = |name: &str| {
+        fields
+            .iter()
+            .any(|(n, v)| *n == name && !matches!(v, Text::Absent | Text::Null))
+    };
+    if RecordKind::by_fields(present) != RecordKind::UserLogin {
         return None;
     }
+    let user_id = record.user_id.as_str()?;
     if fields
         .iter()
-        .any(|(_, v)| text(v).is_some_and(|s| s.contains('\0')))
+        .any(|(_, v)| v.as_str().is_some_and(|s| s.contains('\0')))
     {
         return None;
     }
-    let short = |f: &Option<Text<'_>>, max: usize| match text(f) {
+    let short = |f: &Text<'_>, max: usize| match f.as_str() {
         Some(s) if longer_than(s, max) => Err(()),
         other => Ok(other.map(str::to_owned)),
     };
     if longer_than(user_id, USER_ID_MAX) {
         return None;
     }
-    let masked = |strategy, f: &Option<Text<'_>>| match text(f) {
+    let masked = |strategy, f: &Text<'_>| match f.as_str() {
         None => Ok(None),
         Some(s) => match masker.mask_text(strategy, s) {
             Some(m) if longer_than(&m, MASKED_MAX) => Err(()),
@@ -181,7 +182,7 @@ pub fn plain_login_row(json: &str, masker: &Masker, max_record_bytes: usize) -> 
         masked_ip: masked(ip, &record.ip).ok()?,
         masked_device_id: masked(device_id, &record.device_id).ok()?,
         locale: short(&record.locale, SHORT_TEXT_MAX).ok()?,
-        app_version: text(&record.app_version).and_then(app_version_text),
+        app_version: record.app_version.as_str().and_then(app_version_text),
     })
 }
 
@@ -192,16 +193,11 @@ fn text_field(
     name: &str,
     max: usize,
 ) -> Result<Option<String>, String> {
-    let text = match record.get(name) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.clone(),
-        Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-        Some(_) => return Err(format!("{name} is not a scalar")),
-    };
-    if text.chars().count() > max {
+    let text = fields::scalar(record, name)?;
+    if text.as_ref().is_some_and(|t| t.chars().count() > max) {
         return Err(format!("{name} is longer than {max} characters"));
     }
-    Ok(Some(text))
+    Ok(text)
 }
 
 fn masked_field(
@@ -210,22 +206,16 @@ fn masked_field(
     column: &str,
     masker: &Masker,
 ) -> Result<Option<String>, String> {
-    let Some(value) = record.get(name) else {
-        return Ok(None);
-    };
-    match masker.mask_field(name, value) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() <= MASKED_MAX => Ok(Some(s)),
-        Some(Value::String(_)) => Err(format!("{name} is too long to fit {column} once masked")),
-        Some(other) => {
-            let s = other.to_string();
-            if s.chars().count() > MASKED_MAX {
-                Err(format!("{name} is too long to fit {column} once masked"))
-            } else {
-                Ok(Some(s))
-            }
-        }
+    let masked = record
+        .get(name)
+        .and_then(|value| fields::masked_text(masker, name, value));
+    if masked
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > MASKED_MAX)
+    {
+        return Err(format!("{name} is too long to fit {column} once masked"));
     }
+    Ok(masked)
 }
 
 /// `"2.3.0"` → 2003000: major·1 000 000 + minor·1 000 + patch, so versions
@@ -272,7 +262,7 @@ fn app_version_text(text: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::masking::{Keyring, PiiKey, Policy};
+    use crate::masking::test_masker;
     use serde_json::json;
 
     #[test]
@@ -293,10 +283,7 @@ mod tests {
 
     #[test]
     fn plain_logins_are_read_without_a_map_and_others_declined() {
-        let m = Masker::new(
-            Keyring::new(PiiKey::from_bytes(&[9u8; 32]), vec![]),
-            Policy::default(),
-        );
+        let m = test_masker(9);
         let plain = r#"{"user_id": "u\u00e9", "app_version": "2.3.0", "device_type": "ios",
             "ip": "199.172.111.135", "locale": null, "device_id": "593-47-5928"}"#;
         let value: Value = serde_json::from_str(plain).unwrap();
@@ -326,10 +313,7 @@ mod tests {
 
     #[test]
     fn row_is_masked_and_checked() {
-        let m = Masker::new(
-            Keyring::new(PiiKey::from_bytes(&[9u8; 32]), vec![]),
-            Policy::default(),
-        );
+        let m = test_masker(9);
         let rec = json!({"user_id": "u1", "app_version": "2.3.0", "device_type": "android",
             "ip": "199.172.111.135", "locale": null, "device_id": "593-47-5928"});
         let row = login_row(rec.as_object().unwrap(), &m).unwrap();

@@ -7,6 +7,7 @@
 //! Batch calls report per-entry failures as values, because SQS answers them
 //! with HTTP 200 and a `Failed` list that is easy to ignore.
 
+mod sdk_error;
 pub mod sqlite;
 pub mod sqs;
 pub mod sqs_error;
@@ -93,7 +94,7 @@ impl QueueError {
     /// The embedded queue refuses sends until writers drain it (or its disk
     /// is full): retry later, and tell the client so.
     pub fn is_full(&self) -> bool {
-        self.code.as_deref() == Some(QUEUE_FULL)
+        self.kind == SqsErrorKind::QueueFull
     }
 
     /// The batch or a message in it is over the queue's size limit.
@@ -111,10 +112,18 @@ pub struct QueueCounts {
 
 /// The code of [`QueueError::is_full`]: the embedded queue's own (SQS has no
 /// such limit).
-pub const QUEUE_FULL: &str = "QueueFull";
+pub const QUEUE_FULL: &str = sqs_error::codes::QUEUE_FULL;
 
 /// At most this many entries per batch call (SQS's limit).
 pub const MAX_BATCH_ENTRIES: usize = 10;
+
+/// At most this many bytes of bodies in one batch call (SQS's limit, which
+/// the embedded queue keeps too).
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// The largest message body (SQS's maximum `MaximumMessageSize`, which the
+/// embedded queue keeps too).
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {

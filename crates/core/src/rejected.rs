@@ -68,18 +68,11 @@ fn cut_reason(reason: String, what: &str, kept: usize, whole: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::masking::{Keyring, PiiKey, Policy};
-
-    fn masker() -> Masker {
-        Masker::new(
-            Keyring::new(PiiKey::from_bytes(&[5u8; 32]), vec![]),
-            Policy::default(),
-        )
-    }
+    use crate::masking::test_masker;
 
     #[test]
     fn small_payloads_are_kept_whole() {
-        let m = masker();
+        let m = test_masker(5);
         let row = encrypted("r".into(), b"abc", &m, 1024);
         assert_eq!(row.reason, "r");
         assert_eq!(m.recover(&row.payload).unwrap(), b"abc");
@@ -92,7 +85,7 @@ mod tests {
 
     #[test]
     fn large_payloads_keep_a_prefix_within_the_bound() {
-        let m = masker();
+        let m = test_masker(5);
         for max in [1024, 1025, 1026, 1027, 4096, 65_536] {
             for len in [max / 2, max - 100, max, max * 3] {
                 let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();

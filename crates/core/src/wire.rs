@@ -14,115 +14,27 @@
 //! text so common shapes can be read without that tree (it was most of the
 //! writer's CPU), and falls back to [`decode_body`]'s result otherwise.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use flate2::Compression;
 use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
+mod body;
+mod envelope;
 mod top_object;
+pub use body::{DecodedBody, InvalidPayload, Item, KeySpan};
+use body::{envelope_id, key_spans, records_of};
+pub use envelope::{
+    ENVELOPE_VERSION, EVENT_SEPARATOR, Envelope, closing, encode_body, head, key_spans_of,
+};
 use top_object::{TopObject, decode_object, is_known_version};
-
-/// Version written in every envelope.
-pub const ENVELOPE_VERSION: u32 = 1;
 
 /// Decompressed bodies larger than this are refused (gzip bombs).
 pub const MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
-
-/// A batch of events as Sluice puts it on the queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope {
-    pub v: u32,
-    /// UUID v7: unique per message, and the receipt key in the database.
-    pub id: String,
-    pub received_at: String,
-    pub events: Vec<Value>,
-    /// Which events carry an `Idempotency-Key` identity (see
-    /// [`crate::idempotency`]); absent when none does.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub idempotency: Vec<KeySpan>,
-}
-
-/// Events `.0 .. .0 + .3` of an envelope are events `.2 .. .2 + .3` of the
-/// request whose `Idempotency-Key` gave the identity key `.1`. A JSON array
-/// `[at, "key", first, count]`: envelopes carry many, so they are kept short.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeySpan(pub usize, pub String, pub u64, pub usize);
-
-impl Envelope {
-    pub fn new(events: Vec<Value>) -> Self {
-        Self {
-            v: ENVELOPE_VERSION,
-            id: uuid::Uuid::now_v7().to_string(),
-            received_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            events,
-            idempotency: Vec::new(),
-        }
-    }
-
-    /// `base64(gzip(json))`: the message body.
-    pub fn encode(&self) -> String {
-        encode_body(&serde_json::to_vec(self).unwrap_or_default())
-    }
-}
-
-/// `base64(gzip(bytes))`.
-pub fn encode_body(json: &[u8]) -> String {
-    let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4 + 64), Compression::fast());
-    // Writing to a Vec cannot fail.
-    let _ = gz.write_all(json);
-    let compressed = gz.finish().unwrap_or_default();
-    STANDARD.encode(compressed)
-}
-
-/// What one part of a message body turned out to be.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Item {
-    /// A JSON object: a record to classify.
-    Record(Map<String, Value>),
-    /// Something that is not a record, with why.
-    Invalid {
-        reason: String,
-        payload: InvalidPayload,
-    },
-}
-
-/// The payload of an invalid item, kept so nothing is lost.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InvalidPayload {
-    /// Parsed JSON that is not a record (a scalar, say): masked before storing.
-    Json(Value),
-    /// Bytes that did not parse: encrypted before storing.
-    Raw(Vec<u8>),
-}
-
-/// A decoded message body.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct DecodedBody {
-    /// The envelope's `id`, when the body was an envelope that had one.
-    pub envelope_id: Option<String>,
-    pub items: Vec<Item>,
-    /// The envelope's `idempotency` spans, when it had readable ones.
-    pub idempotency: Vec<KeySpan>,
-}
-
-impl DecodedBody {
-    fn invalid(reason: impl Into<String>, payload: InvalidPayload) -> Self {
-        Self {
-            envelope_id: None,
-            items: vec![Item::Invalid {
-                reason: reason.into(),
-                payload,
-            }],
-            idempotency: Vec::new(),
-        }
-    }
-}
 
 /// Decodes a queue message body of any accepted shape.
 pub fn decode_body(body: &[u8]) -> DecodedBody {
@@ -351,23 +263,6 @@ impl<'de> Deserialize<'de> for RawEnvelope<'de> {
     }
 }
 
-/// The receipt key an envelope's `id` gives, if it has one: a non-empty
-/// string, in the form every database can store ([`crate::message_key`]).
-fn envelope_id(id: Option<&Value>) -> Option<String> {
-    match id {
-        Some(Value::String(id)) if !id.is_empty() => Some(crate::message_key::storable(id)),
-        _ => None,
-    }
-}
-
-/// An envelope's `idempotency` spans; unreadable ones count as none (the
-/// events are then stored as unkeyed, never dropped).
-fn key_spans(value: Option<Value>) -> Vec<KeySpan> {
-    value
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
-}
-
 fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, String> {
     // The gzip trailer states the decompressed size (mod 2^32): reserving
     // it saves growing a megabyte buffer by copies. Only a hint, believed
@@ -424,42 +319,10 @@ pub fn decode_value(value: Value) -> DecodedBody {
     }
 }
 
-fn records_of(values: Vec<Value>, empty_reason: &str, empty_payload: Value) -> DecodedBody {
-    if values.is_empty() {
-        return DecodedBody::invalid(empty_reason, InvalidPayload::Json(empty_payload));
-    }
-    let items = values
-        .into_iter()
-        .enumerate()
-        .map(|(i, value)| match value {
-            Value::Object(object) => Item::Record(object),
-            other => Item::Invalid {
-                reason: format!("element {i} is not a JSON object"),
-                payload: InvalidPayload::Json(other),
-            },
-        })
-        .collect();
-    DecodedBody {
-        envelope_id: None,
-        items,
-        idempotency: Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn reasons(body: &DecodedBody) -> Vec<&str> {
-        body.items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Invalid { reason, .. } => Some(reason.as_str()),
-                Item::Record(_) => None,
-            })
-            .collect()
-    }
 
     #[test]
     fn envelope_round_trip() {
@@ -480,7 +343,7 @@ mod tests {
         assert_eq!(one.envelope_id, None);
         let many = decode_body(br#"[{"a":1}, 2, {"b":2}]"#);
         assert_eq!(many.items.len(), 3);
-        assert_eq!(reasons(&many), vec!["element 1 is not a JSON object"]);
+        assert_eq!(many.reasons(), vec!["element 1 is not a JSON object"]);
     }
 
     #[test]
@@ -489,51 +352,41 @@ mod tests {
             encode_body(br#"{"events": [{"event_id": "e", "action": "click"}], "count": 1}"#);
         let decoded = decode_body(body.as_bytes());
         assert_eq!(decoded.items.len(), 1);
-        assert!(reasons(&decoded).is_empty());
+        assert!(decoded.reasons().is_empty());
     }
 
     #[test]
     fn bad_bodies_become_invalid_items_with_reasons() {
-        assert_eq!(
-            reasons(&decode_body(b"not json at all!")),
-            vec!["body is neither JSON nor base64"]
-        );
-        assert_eq!(
-            reasons(&decode_body(b"{\"a\": ")),
-            vec!["invalid JSON at line 1 column 6"]
-        );
-        assert_eq!(
-            reasons(&decode_body(b"42")),
-            vec!["JSON scalar where an object or array was expected"]
-        );
-        assert_eq!(
-            reasons(&decode_body(b"true")),
-            vec!["JSON scalar where an object or array was expected"]
-        );
-        assert_eq!(reasons(&decode_body(b"[]")), vec!["empty JSON array"]);
-        assert_eq!(
-            reasons(&decode_body(b"\xff\xfe{}")),
-            vec!["body is not valid UTF-8"]
-        );
+        let cases: [(&[u8], &str); 6] = [
+            (b"not json at all!", "body is neither JSON nor base64"),
+            (b"{\"a\": ", "invalid JSON at line 1 column 6"),
+            (b"42", "JSON scalar where an object or array was expected"),
+            (b"true", "JSON scalar where an object or array was expected"),
+            (b"[]", "empty JSON array"),
+            (b"\xff\xfe{}", "body is not valid UTF-8"),
+        ];
+        for (body, reason) in cases {
+            assert_eq!(decode_body(body).reasons(), vec![reason]);
+        }
         let not_gzip = STANDARD.encode(b"hello, this is not gzip");
         assert_eq!(
-            reasons(&decode_body(not_gzip.as_bytes())),
+            decode_body(not_gzip.as_bytes()).reasons(),
             vec!["base64 body is not gzip"]
         );
         let mut truncated = STANDARD.decode(encode_body(b"{\"a\": 1}")).unwrap();
         truncated.truncate(12);
         assert_eq!(
-            reasons(&decode_body(STANDARD.encode(truncated).as_bytes())),
+            decode_body(STANDARD.encode(truncated).as_bytes()).reasons(),
             vec!["broken gzip stream"]
         );
         let bad_utf8 = encode_body(b"\xff\xff");
         assert_eq!(
-            reasons(&decode_body(bad_utf8.as_bytes())),
+            decode_body(bad_utf8.as_bytes()).reasons(),
             vec!["decompressed body is not valid UTF-8"]
         );
         let empty_env = encode_body(br#"{"v":1,"id":"x","events":[]}"#);
         assert_eq!(
-            reasons(&decode_body(empty_env.as_bytes())),
+            decode_body(empty_env.as_bytes()).reasons(),
             vec!["envelope has no events"]
         );
     }

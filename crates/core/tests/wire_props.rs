@@ -29,16 +29,6 @@ fn records(body: &DecodedBody) -> Vec<Value> {
         .collect()
 }
 
-fn reasons(body: &DecodedBody) -> Vec<String> {
-    body.items
-        .iter()
-        .filter_map(|i| match i {
-            Item::Invalid { reason, .. } => Some(reason.clone()),
-            Item::Record(_) => None,
-        })
-        .collect()
-}
-
 /// Any JSON value whose text round-trips through serde_json exactly
 /// (floats are short decimals: its default float parsing is exact for those).
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -170,8 +160,8 @@ fn nasty_inputs() {
     for (body, reason) in cases {
         let decoded = decode_body(&body);
         assert_eq!(
-            reasons(&decoded),
-            vec![reason.to_owned()],
+            decoded.reasons(),
+            vec![reason],
             "{:?}",
             String::from_utf8_lossy(&body)
         );
@@ -182,9 +172,9 @@ fn nasty_inputs() {
 fn deep_nesting_is_an_error_not_a_crash() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let decoded = decode_body(deep.as_bytes());
-    assert!(reasons(&decoded)[0].starts_with("invalid JSON"));
+    assert!(decoded.reasons()[0].starts_with("invalid JSON"));
     let decoded = decode_body(encode_body(deep.as_bytes()).as_bytes());
-    assert!(reasons(&decoded)[0].starts_with("invalid JSON"));
+    assert!(decoded.reasons()[0].starts_with("invalid JSON"));
 }
 
 #[test]
@@ -193,8 +183,8 @@ fn a_gzip_bomb_is_refused() {
     assert!(bomb.len() < 1024 * 1024);
     let decoded = decode_body(bomb.as_bytes());
     assert_eq!(
-        reasons(&decoded),
-        vec!["decompressed body is larger than 67108864 bytes".to_owned()]
+        decoded.reasons(),
+        vec!["decompressed body is larger than 67108864 bytes"]
     );
 }
 

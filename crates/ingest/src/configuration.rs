@@ -12,8 +12,9 @@ use sluice_core::config::{
 };
 
 use crate::auth::Token;
-use crate::batcher::{BatchSettings, MAX_CALL_BYTES};
+use crate::batcher::BatchSettings;
 use crate::pack::MIN_MESSAGE_BYTES;
+use sluice_core::queue::MAX_MESSAGE_BYTES;
 
 /// Flags; each falls back to its variable.
 #[derive(Debug, Clone, Default, Args)]
@@ -153,11 +154,11 @@ impl Settings {
                 return Err(ConfigError::new(name, POSITIVE));
             }
         }
-        if !(MIN_MESSAGE_BYTES..=MAX_CALL_BYTES).contains(&b.max_message_bytes) {
+        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&b.max_message_bytes) {
             return Err(ConfigError::new(
                 "INGEST_MAX_MESSAGE_BYTES",
                 format!(
-                    "expected {MIN_MESSAGE_BYTES} to {MAX_CALL_BYTES} bytes (SQS's message size range)"
+                    "expected {MIN_MESSAGE_BYTES} to {MAX_MESSAGE_BYTES} bytes (SQS's message size range)"
                 ),
             ));
         }

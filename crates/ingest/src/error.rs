@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::batcher::EnqueueError;
+use crate::enqueue::EnqueueError;
 use crate::parse::ParseError;
 
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use std::ops::Range;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use flate2::{Compress, Compression, FlushCompress};
-use sluice_core::wire::{ENVELOPE_VERSION, KeySpan};
+use sluice_core::wire::{self, EVENT_SEPARATOR};
 
 /// The smallest message limit the packer works with (SQS's own minimum).
 pub const MIN_MESSAGE_BYTES: usize = 1024;
@@ -42,10 +42,16 @@ pub struct Packed {
     pub json_bytes: usize,
 }
 
+/// Why events could not be packed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("event {index} does not fit in one message")]
-pub struct TooLarge {
-    pub index: usize,
+pub enum PackError {
+    /// Event `index` (in the slice given) does not fit in a message alone.
+    #[error("event {index} does not fit in one message")]
+    TooLarge { index: usize },
+    /// The compressor refused its input (only if it is misused): no
+    /// message of the packing can be trusted.
+    #[error("compressing an envelope failed: {0}")]
+    Compress(String),
 }
 
 /// Compressed bytes allowed for a message limit: base64 makes 4 of every 3.
@@ -71,7 +77,7 @@ pub fn fits_alone(event: &[u8], max_message_bytes: usize) -> bool {
 pub fn pack<E: AsRef<[u8]>>(
     events: &[E],
     max_message_bytes: usize,
-) -> Result<Vec<Packed>, TooLarge> {
+) -> Result<Vec<Packed>, PackError> {
     pack_keyed(events, &[], max_message_bytes)
 }
 
@@ -85,7 +91,7 @@ pub fn pack_keyed<E: AsRef<[u8]>>(
     events: &[E],
     identities: &[Identity<'_>],
     max_message_bytes: usize,
-) -> Result<Vec<Packed>, TooLarge> {
+) -> Result<Vec<Packed>, PackError> {
     let budget = budget(max_message_bytes);
     let mut out = Vec::new();
     let mut start = 0;
@@ -96,7 +102,7 @@ pub fn pack_keyed<E: AsRef<[u8]>>(
                 Some(done) => done,
                 // The first chunk held several events and did not fit: one at a time.
                 None => pack_one(events, identities, start, budget, 0)?
-                    .ok_or(TooLarge { index: start })?,
+                    .ok_or(PackError::TooLarge { index: start })?,
             };
         out.push(Packed {
             body: STANDARD.encode(&gzip),
@@ -127,14 +133,9 @@ fn pack_one<E: AsRef<[u8]>>(
     start: usize,
     budget: usize,
     first_chunk: usize,
-) -> Result<Option<(Vec<u8>, usize, usize)>, TooLarge> {
+) -> Result<Option<(Vec<u8>, usize, usize)>, PackError> {
     let mut stream = Stream::new(budget);
-    let prefix = format!(
-        r#"{{"v":{ENVELOPE_VERSION},"id":"{}","received_at":"{}","events":["#,
-        uuid::Uuid::now_v7(),
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    );
-    stream.feed(prefix.as_bytes());
+    stream.feed(&wire::head());
     let mut kept: Option<Checkpoint> = None;
     let mut target = first_chunk;
     let mut next = start;
@@ -147,13 +148,16 @@ fn pack_one<E: AsRef<[u8]>>(
                 break;
             }
             if next > start {
-                stream.feed(b",");
+                stream.feed(&[EVENT_SEPARATOR]);
             }
             stream.feed(event);
             chunk += event.len() + 1;
             next += 1;
         }
         stream.sync();
+        if let Some(e) = stream.failed.take() {
+            return Err(PackError::Compress(e.to_string()));
+        }
         let tail = closing(identities, start..next);
         if stream.out.len() + tail_bytes(&tail) > budget {
             return match kept {
@@ -162,7 +166,7 @@ fn pack_one<E: AsRef<[u8]>>(
                     Ok(Some(stream.close(cp, &tail)))
                 }
                 None if next - chunk_start > 1 => Ok(None),
-                None => Err(TooLarge { index: start }),
+                None => Err(PackError::TooLarge { index: start }),
             };
         }
         kept = Some(stream.checkpoint(next));
@@ -176,40 +180,18 @@ fn pack_one<E: AsRef<[u8]>>(
             let tail = closing(identities, start..cp.end);
             Ok(Some(stream.close(cp, &tail)))
         }
-        None => Err(TooLarge { index: start }),
+        None => Err(PackError::TooLarge { index: start }),
     }
 }
 
-/// The JSON that closes an envelope of events `range`: `]`, the
-/// `idempotency` spans of the keyed ones (runs of consecutive events of one
-/// request), `}`.
+/// The JSON that closes an envelope of events `range`, with the
+/// `idempotency` spans of the keyed ones.
 fn closing(identities: &[Identity<'_>], range: Range<usize>) -> Vec<u8> {
-    let mut spans: Vec<(usize, &str, u64, usize)> = Vec::new();
-    for (at, i) in range.clone().enumerate() {
-        let Some(Some((key, index))) = identities.get(i) else {
-            continue;
-        };
-        match spans.last_mut() {
-            Some((a, k, first, count))
-                if *k == *key && *a + *count == at && *first + *count as u64 == *index =>
-            {
-                *count += 1;
-            }
-            _ => spans.push((at, key, *index, 1)),
-        }
+    if identities.is_empty() {
+        return wire::closing(&[]);
     }
-    if spans.is_empty() {
-        return b"]}".to_vec();
-    }
-    let spans: Vec<KeySpan> = spans
-        .into_iter()
-        .map(|(at, key, first, count)| KeySpan(at, key.to_owned(), first, count))
-        .collect();
-    let mut out = b"],\"idempotency\":".to_vec();
-    // Serialising numbers and plain strings cannot fail.
-    let _ = serde_json::to_writer(&mut out, &spans);
-    out.push(b'}');
-    out
+    let spans = wire::key_spans_of(range.map(|i| identities.get(i).copied().flatten()));
+    wire::closing(&spans)
 }
 
 /// What closing with `tail` adds after the last checkpoint: stored blocks
@@ -224,6 +206,8 @@ struct Stream {
     out: Vec<u8>,
     crc: crc32fast::Hasher,
     json_len: usize,
+    /// The compressor's first error: the stream is unusable from there on.
+    failed: Option<flate2::CompressError>,
 }
 
 impl Stream {
@@ -235,6 +219,7 @@ impl Stream {
             out,
             crc: crc32fast::Hasher::new(),
             json_len: 0,
+            failed: None,
         }
     }
 
@@ -256,12 +241,11 @@ impl Stream {
             }
             let before = self.deflate.total_in();
             let room_before = self.out.capacity() - self.out.len();
-            // Compressing into a Vec with room fails only on misuse.
-            if self
-                .deflate
-                .compress_vec(input, &mut self.out, flush)
-                .is_err()
-            {
+            if self.failed.is_some() {
+                return;
+            }
+            if let Err(e) = self.deflate.compress_vec(input, &mut self.out, flush) {
+                self.failed = Some(e);
                 return;
             }
             let consumed = (self.deflate.total_in() - before) as usize;
@@ -283,8 +267,6 @@ impl Stream {
         }
     }
 
-    /// Cuts the stream at `cp` and closes the JSON, the deflate stream and
-    /// the gzip member.
     /// Cuts the stream back to `cp` and ends it with `tail` in final stored
     /// blocks and the gzip trailer.
     fn close(mut self, cp: Checkpoint, tail: &[u8]) -> (Vec<u8>, usize, usize) {
@@ -307,11 +289,25 @@ impl Stream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::{Value, json};
     use sluice_core::wire::{Item, decode_body};
+
+    /// `len` pseudo-random letters from `seed` (xorshift): text that gzip
+    /// cannot shrink much, unlike any run of one byte.
+    pub(crate) fn letters(len: usize, seed: u64) -> String {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect()
+    }
 
     /// Decodes every body and checks sizes, order and envelope fields.
     fn check(events: &[Vec<u8>], packed: &[Packed], max: usize) {
@@ -432,17 +428,12 @@ mod tests {
         let mut events = tune_like(5);
         events.insert(3, json!({"big": "x".repeat(5000)}).to_string().into_bytes());
         // A run of one byte compresses to nothing: incompressible text is needed.
-        let mut x = 88_172_645_463_325_252u64;
-        let big: String = (0..40_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'a' + (x % 26) as u8)
-            })
-            .collect();
+        let big = letters(40_000, 88_172_645_463_325_252);
         events[3] = json!({ "big": big }).to_string().into_bytes();
-        assert_eq!(pack(&events, 16 * 1024).unwrap_err(), TooLarge { index: 3 });
+        assert_eq!(
+            pack(&events, 16 * 1024).unwrap_err(),
+            PackError::TooLarge { index: 3 }
+        );
         assert!(!fits_alone(&events[3], 16 * 1024));
         assert!(fits_alone(&events[3], 65_536));
         assert!(fits_alone(&events[0], 16 * 1024));
@@ -480,7 +471,8 @@ mod tests {
         ) {
             match pack(&events, max) {
                 Ok(packed) => check(&events, &packed, max),
-                Err(TooLarge { index }) => prop_assert!(!fits_alone(&events[index], max)),
+                Err(PackError::TooLarge { index }) => prop_assert!(!fits_alone(&events[index], max)),
+                Err(e) => prop_assert!(false, "{e}"),
             }
         }
     }

@@ -18,24 +18,23 @@
 //! its retry sends the same body with the same envelope id, which the
 //! writer's receipts make harmless.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sluice_core::backoff::Backoff;
-use sluice_core::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, SendOutcome};
+use sluice_core::queue::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, Queue, QueueError, SendOutcome};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::batcher::{BatchSettings, EnqueueError, MAX_CALL_BYTES, Submission};
+use crate::enqueue::{BatchSettings, EnqueueError, Submission};
 use crate::events::Events;
 use crate::metrics;
-use crate::pack::{self, TooLarge};
+use crate::pack;
 
-/// Events `range` of request `request` in a batch.
-type Part = (usize, Range<usize>);
+mod parts;
+use parts::{PackResult, Packed, Part, Unpacked, pack_parts};
 
 /// Shared by all flushes.
 pub(crate) struct Sender {
@@ -48,17 +47,6 @@ pub(crate) struct Sender {
     /// Moving average of the JSON bytes in a full envelope.
     message_json: AtomicUsize,
 }
-
-/// A message body fresh from packing.
-#[derive(Debug)]
-struct Packed {
-    body: String,
-    parts: Vec<Part>,
-    json_bytes: usize,
-}
-
-/// Packed messages, or the (request, index) of an event too large alone.
-type PackResult = Result<Vec<Packed>, (usize, usize)>;
 
 /// A message of a flush.
 struct Message {
@@ -123,7 +111,7 @@ impl Sender {
     }
 
     fn messages_per_call(&self) -> usize {
-        (MAX_CALL_BYTES / self.max_message_bytes()).clamp(1, MAX_BATCH_ENTRIES)
+        (MAX_BATCH_BYTES / self.max_message_bytes()).clamp(1, MAX_BATCH_ENTRIES)
     }
 
     /// JSON bytes that fill one `SendMessageBatch` call.
@@ -223,46 +211,6 @@ impl Sender {
     }
 }
 
-/// Packs `parts` of `events` into message bodies of at most `max` bytes.
-fn pack_parts(events: &[Events], parts: &[Part], max: usize) -> PackResult {
-    let mut slices = Vec::new();
-    let mut owners = Vec::new();
-    for (request, range) in parts {
-        for i in range.clone() {
-            slices.push(events[*request].get(i));
-            owners.push((*request, i));
-        }
-    }
-    let identities: Vec<pack::Identity<'_>> =
-        if parts.iter().any(|(r, _)| events[*r].key().is_some()) {
-            owners
-                .iter()
-                .map(|&(request, i)| events[request].key().map(|key| (key, i as u64)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-    let packed =
-        pack::pack_keyed(&slices, &identities, max).map_err(|TooLarge { index }| owners[index])?;
-    Ok(packed
-        .into_iter()
-        .map(|p| {
-            let mut parts: Vec<Part> = Vec::new();
-            for &(request, i) in &owners[p.events] {
-                match parts.last_mut() {
-                    Some((r, range)) if *r == request && range.end == i => range.end = i + 1,
-                    _ => parts.push((request, i..i + 1)),
-                }
-            }
-            Packed {
-                body: p.body,
-                parts,
-                json_bytes: p.json_bytes,
-            }
-        })
-        .collect())
-}
-
 struct Flush {
     sender: Arc<Sender>,
     events: Arc<Vec<Events>>,
@@ -354,7 +302,7 @@ impl Flush {
             let mut bytes = 0;
             while take < self.unsent.len().min(per_call) {
                 let len = self.messages[self.unsent[take]].body.len();
-                if take > 0 && bytes + len > MAX_CALL_BYTES {
+                if take > 0 && bytes + len > MAX_BATCH_BYTES {
                     break;
                 }
                 bytes += len;
@@ -479,7 +427,13 @@ impl Flush {
                     }
                 }
             }
-            Err((request, index)) => {
+            Err(Unpacked::Failed(reason)) => {
+                tracing::error!(error = %reason, "packing events failed; their requests get 503");
+                for (request, _) in &parts {
+                    self.waiters[*request].answer(Err(EnqueueError::Unavailable));
+                }
+            }
+            Err(Unpacked::TooLarge { request, index }) => {
                 // Only when the queue's limit turned out lower than ours.
                 self.waiters[request].answer(Err(EnqueueError::TooLarge { index }));
                 let rest: Vec<Part> = parts.into_iter().filter(|(r, _)| *r != request).collect();
@@ -575,58 +529,5 @@ impl Flush {
             return;
         }
         self.pack(parts, max, false);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn events(n: usize, size: usize) -> Events {
-        let mut e = Events::default();
-        for i in 0..n {
-            let pad: String = (0..size)
-                .map(|j| char::from(b'a' + ((i * 31 + j * j * 7) % 26) as u8))
-                .collect();
-            e.push(format!("{{\"i\":{i},\"pad\":\"{pad}\"}}").as_bytes());
-        }
-        e
-    }
-
-    #[test]
-    fn parts_follow_requests_across_messages() {
-        let all = vec![events(3, 10), events(500, 200), events(2, 10)];
-        let parts: Vec<Part> = vec![(0, 0..3), (1, 0..500), (2, 0..2)];
-        let packed = pack_parts(&all, &parts, 4096).unwrap();
-        assert!(packed.len() > 1);
-        let mut seen: Vec<(usize, usize)> = Vec::new();
-        for p in &packed {
-            for (r, range) in &p.parts {
-                seen.extend(range.clone().map(|i| (*r, i)));
-            }
-        }
-        let expected: Vec<(usize, usize)> = parts
-            .iter()
-            .flat_map(|(r, range)| range.clone().map(move |i| (*r, i)))
-            .collect();
-        assert_eq!(seen, expected);
-    }
-
-    #[test]
-    fn too_large_names_request_and_index() {
-        let mut big = events(2, 10);
-        let mut x = 1u64;
-        let text: String = (0..20_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'a' + (x % 26) as u8)
-            })
-            .collect();
-        big.push(format!("{{\"t\":\"{text}\"}}").as_bytes());
-        let all = vec![events(2, 10), big];
-        let parts: Vec<Part> = vec![(0, 0..2), (1, 0..3)];
-        assert_eq!(pack_parts(&all, &parts, 8192).unwrap_err(), (1, 2));
     }
 }

@@ -19,7 +19,7 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 
-use super::sqs_error::queue_error;
+use super::sdk_error::queue_error;
 use super::{
     EntryFailure, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome, SqsErrorKind,
 };
@@ -228,6 +228,19 @@ fn build_error(e: impl std::fmt::Display) -> QueueError {
     QueueError::new(None, format!("invalid request: {e}"))
 }
 
+/// The entries of a batch call, one per item, with ids `"0"`, `"1"`, …:
+/// the index that the answer's successes and [`failures`] give back.
+fn entries<T, E: std::fmt::Display>(
+    items: &[String],
+    build: impl Fn(String, &String) -> Result<T, E>,
+) -> Result<Vec<T>, QueueError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| build(i.to_string(), item).map_err(build_error))
+        .collect()
+}
+
 impl SqsQueue {
     /// Connects, looking the queue's URL up for up to `within` while the
     /// server does not answer (see [`canonical_url`]); an error when it
@@ -398,17 +411,12 @@ async fn attribute(
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send_batch(&self, bodies: &[String]) -> Result<SendOutcome, QueueError> {
-        let entries = bodies
-            .iter()
-            .enumerate()
-            .map(|(i, body)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(body)
-                    .build()
-                    .map_err(build_error)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = entries(bodies, |id, body| {
+            SendMessageBatchRequestEntry::builder()
+                .id(id)
+                .message_body(body)
+                .build()
+        })?;
         let out = self
             .client
             .send_message_batch()
@@ -469,17 +477,12 @@ impl Queue for SqsQueue {
         &self,
         receipt_handles: &[String],
     ) -> Result<Vec<EntryFailure>, QueueError> {
-        let entries = receipt_handles
-            .iter()
-            .enumerate()
-            .map(|(i, handle)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .build()
-                    .map_err(build_error)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = entries(receipt_handles, |id, handle| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(handle)
+                .build()
+        })?;
         let out = self
             .client
             .delete_message_batch()
@@ -496,18 +499,13 @@ impl Queue for SqsQueue {
         receipt_handles: &[String],
         timeout: Duration,
     ) -> Result<Vec<EntryFailure>, QueueError> {
-        let entries = receipt_handles
-            .iter()
-            .enumerate()
-            .map(|(i, handle)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .visibility_timeout(timeout.as_secs() as i32)
-                    .build()
-                    .map_err(build_error)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = entries(receipt_handles, |id, handle| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(handle)
+                .visibility_timeout(timeout.as_secs() as i32)
+                .build()
+        })?;
         let out = self
             .client
             .change_message_visibility_batch()

@@ -10,19 +10,7 @@
 //! every decision about an SQS error — ingest's sender, the writer's leases,
 //! the start-up check — asks [`SqsErrorKind`], and only this module knows
 //! spellings: [`classify_code`] for codes (calls and batch entries alike),
-//! and the SDK's typed variants where it has them ([`queue_error`]).
-
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError;
-use aws_sdk_sqs::operation::create_queue::CreateQueueError;
-use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
-use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
-use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
-use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
-use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
-use aws_sdk_sqs::operation::set_queue_attributes::SetQueueAttributesError;
-
-use super::QueueError;
+//! and the SDK's typed variants where it has them (`sdk_error.rs`).
 
 /// What an SQS error means to Sluice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +48,9 @@ pub enum SqsErrorKind {
     ServerError,
     /// No answer: the connection failed or the call timed out.
     NoAnswer,
+    /// The embedded queue refuses sends until the writers drain it, or its
+    /// disk is full (`QueueFull`; SQS has no such limit).
+    QueueFull,
     /// Anything else.
     Other,
 }
@@ -100,6 +91,7 @@ impl SqsErrorKind {
             Self::AccessDenied => "access_denied",
             Self::ServerError => "server_error",
             Self::NoAnswer => "no_answer",
+            Self::QueueFull => "queue_full",
             Self::Other => "other",
         }
     }
@@ -121,6 +113,8 @@ pub mod codes {
     pub const RECEIPT_HANDLE_IS_INVALID: &str = "ReceiptHandleIsInvalid";
     pub const EMPTY_BATCH_REQUEST: &str = "EmptyBatchRequest";
     pub const TOO_MANY_ENTRIES_IN_BATCH_REQUEST: &str = "TooManyEntriesInBatchRequest";
+    /// The embedded queue's own: see [`super::SqsErrorKind::QueueFull`].
+    pub const QUEUE_FULL: &str = "QueueFull";
 }
 
 /// The code without what servers add around it: the `AWS.SimpleQueueService.`
@@ -173,125 +167,9 @@ pub fn classify_code(code: &str) -> SqsErrorKind {
         "internalerror" | "internalfailure" | "serviceunavailable" | "internalservererror" => {
             ServerError
         }
+        "queuefull" => QueueFull,
         _ => Other,
     }
-}
-
-/// An SDK error as a [`QueueError`]: its code and message on one line, and
-/// its meaning.
-pub(crate) fn queue_error<E>(err: aws_sdk_sqs::error::SdkError<E>) -> QueueError
-where
-    E: ProvideErrorMetadata + TypedKind + std::error::Error + 'static,
-{
-    use aws_sdk_sqs::error::SdkError;
-    let code = err.code().map(str::to_owned);
-    let message = match (&code, err.message()) {
-        (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        (Some(code), None) => code.clone(),
-        _ => one_line(&DisplayErrorContext(&err).to_string()),
-    };
-    let typed = match &err {
-        SdkError::ServiceError(e) => e.err().typed_kind(),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Some(SqsErrorKind::NoAnswer),
-        _ => None,
-    };
-    let error = QueueError::new(code, message);
-    match typed {
-        Some(kind) => error.with_kind(kind),
-        None => error,
-    }
-}
-
-/// The SDK's typed error variants, where an operation has them: they mean
-/// the same whichever spelling of the code the server sent (the SDK matches
-/// the spellings it knows; the others arrive unhandled and are classified
-/// by their code).
-pub(crate) trait TypedKind {
-    fn typed_kind(&self) -> Option<SqsErrorKind>;
-}
-
-macro_rules! typed_kinds {
-    ($($error:ty => { $($variant:ident => $kind:ident),* $(,)? })*) => {
-        $(
-            impl TypedKind for $error {
-                fn typed_kind(&self) -> Option<SqsErrorKind> {
-                    match self {
-                        $(Self::$variant(_) => Some(SqsErrorKind::$kind),)*
-                        _ => None,
-                    }
-                }
-            }
-        )*
-    };
-}
-
-typed_kinds! {
-    SendMessageBatchError => {
-        BatchRequestTooLong => BatchTooLong,
-        BatchEntryIdsNotDistinct => BadBatch,
-        EmptyBatchRequest => BadBatch,
-        InvalidBatchEntryId => BadBatch,
-        TooManyEntriesInBatchRequest => BadBatch,
-        QueueDoesNotExist => QueueMissing,
-        RequestThrottled => Throttled,
-        KmsThrottled => Throttled,
-        InvalidSecurity => AccessDenied,
-        KmsAccessDenied => AccessDenied,
-    }
-    ReceiveMessageError => {
-        QueueDoesNotExist => QueueMissing,
-        RequestThrottled => Throttled,
-        KmsThrottled => Throttled,
-        OverLimit => Throttled,
-        InvalidSecurity => AccessDenied,
-        KmsAccessDenied => AccessDenied,
-    }
-    DeleteMessageBatchError => {
-        BatchEntryIdsNotDistinct => BadBatch,
-        EmptyBatchRequest => BadBatch,
-        InvalidBatchEntryId => BadBatch,
-        TooManyEntriesInBatchRequest => BadBatch,
-        QueueDoesNotExist => QueueMissing,
-        RequestThrottled => Throttled,
-        InvalidSecurity => AccessDenied,
-    }
-    ChangeMessageVisibilityBatchError => {
-        BatchEntryIdsNotDistinct => BadBatch,
-        EmptyBatchRequest => BadBatch,
-        InvalidBatchEntryId => BadBatch,
-        TooManyEntriesInBatchRequest => BadBatch,
-        QueueDoesNotExist => QueueMissing,
-        RequestThrottled => Throttled,
-        InvalidSecurity => AccessDenied,
-    }
-    GetQueueAttributesError => {
-        QueueDoesNotExist => QueueMissing,
-        RequestThrottled => Throttled,
-        InvalidSecurity => AccessDenied,
-    }
-    GetQueueUrlError => {
-        QueueDoesNotExist => QueueMissing,
-        RequestThrottled => Throttled,
-        InvalidSecurity => AccessDenied,
-    }
-    CreateQueueError => {
-        QueueDeletedRecently => QueueMissing,
-        InvalidAttributeValue => InvalidParameter,
-        RequestThrottled => Throttled,
-        InvalidSecurity => AccessDenied,
-    }
-    SetQueueAttributesError => {
-        QueueDoesNotExist => QueueMissing,
-        InvalidAttributeValue => InvalidParameter,
-        RequestThrottled => Throttled,
-        OverLimit => Throttled,
-        InvalidSecurity => AccessDenied,
-    }
-}
-
-/// The SDK's error context spans lines; logs and start-up errors want one.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -334,6 +212,7 @@ mod tests {
             ("InvalidClientTokenId", AccessDenied),
             ("InternalError", ServerError),
             ("ServiceUnavailable", ServerError),
+            ("QueueFull", QueueFull),
         ];
         for (bare, kind) in cases {
             for code in spellings(bare) {

@@ -11,9 +11,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{
-    DecodedBody, ENVELOPE_VERSION, InvalidPayload, Item, envelope_id, key_spans, records_of,
-};
+use super::body::{DecodedBody, InvalidPayload, Item, envelope_id, key_spans, records_of};
+use super::envelope::ENVELOPE_VERSION;
 
 /// A body's top-level object, with every occurrence of the keys Sluice
 /// reads as structure (`events`, `id`, `v`) kept apart. Parsed into a
@@ -182,16 +181,6 @@ pub(super) fn is_known_version(v: &Value) -> bool {
 mod tests {
     use crate::wire::{DecodedBody, Item, decode_body, decode_body_with, encode_body};
 
-    fn reasons(body: &DecodedBody) -> Vec<&str> {
-        body.items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Invalid { reason, .. } => Some(reason.as_str()),
-                Item::Record(_) => None,
-            })
-            .collect()
-    }
-
     /// The same through the general path and through `decode_body_with`'s
     /// (whose `fast` would load everything it is offered).
     fn both_ways(body: &[u8]) -> DecodedBody {
@@ -236,7 +225,7 @@ mod tests {
             for body in [json.to_owned(), encode_body(json.as_bytes())] {
                 let decoded = both_ways(body.as_bytes());
                 assert_eq!(decoded.items.len(), items, "{json}");
-                assert!(reasons(&decoded).iter().all(|r| *r == reason), "{json}");
+                assert!(decoded.reasons().iter().all(|r| *r == reason), "{json}");
             }
         }
         // The id is kept when it alone is not what is repeated.
@@ -253,7 +242,7 @@ mod tests {
             for body in [json.clone(), encode_body(json.as_bytes())] {
                 let decoded = both_ways(body.as_bytes());
                 assert_eq!(
-                    reasons(&decoded),
+                    decoded.reasons(),
                     vec!["unknown envelope version (this writer reads \"v\": 1)"; 2],
                     "{json}"
                 );
@@ -261,12 +250,12 @@ mod tests {
         }
         // No `v` (TUNE's own deliveries) and `"v": 1` are read.
         for json in [r#"{"events":[{"a":1}]}"#, r#"{"v":1,"events":[{"a":1}]}"#] {
-            assert!(reasons(&decode_body(json.as_bytes())).is_empty());
+            assert!(decode_body(json.as_bytes()).reasons().is_empty());
             assert!(decode_body_with(json.as_bytes(), |_| Some(())).is_ok());
         }
         // A record that is not an envelope may have any `v`, or repeat `id`.
         let record = decode_body(br#"{"v":"x","id":1,"id":2,"user_id":"u"}"#);
-        assert!(reasons(&record).is_empty());
+        assert!(record.reasons().is_empty());
         assert!(matches!(&record.items[0], Item::Record(r) if r["id"] == 2));
     }
 }

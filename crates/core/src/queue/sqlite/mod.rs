@@ -109,10 +109,8 @@ pub use space::{DEFAULT_MAX_BYTES, DEFAULT_MIN_FREE_BYTES, Limits};
 /// Receives before a message goes to the dead-letter queue, for a file that
 /// `setup` has not configured (the default of `WRITER_MAX_RECEIVE_COUNT`).
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
-/// Largest message body in bytes, SQS's maximum (1 MiB).
-pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
-/// Largest total of the bodies of one send, as in SQS.
-pub const MAX_BATCH_BYTES: usize = 1_048_576;
+/// SQS's limits on a message body and on one send's bodies, kept here too.
+pub use crate::queue::{MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
 /// How long a statement waits for another process's write lock before the
 /// call fails (and is retried by its caller).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

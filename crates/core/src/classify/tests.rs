@@ -1,0 +1,334 @@
+use super::*;
+use crate::masking::{Keyring, PiiKey, Policy, test_masker};
+use crate::records::PayloadFormat;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn classifier() -> Classifier {
+    Classifier::new(test_masker(3), DEFAULT_MAX_RECORD_BYTES)
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+#[test]
+fn classification_first_match_wins() {
+    assert_eq!(
+        RecordKind::of(&obj(
+            json!({"adjust_action": 1, "event_id": "e", "action": "x"})
+        )),
+        RecordKind::TuneAdjustment
+    );
+    assert_eq!(
+        RecordKind::of(&obj(
+            json!({"event_id": "e", "action": "click", "user_id": "u", "ip": "1"})
+        )),
+        RecordKind::TuneEvent
+    );
+    assert_eq!(
+        RecordKind::of(&obj(json!({"user_id": "u", "device_id": "d"}))),
+        RecordKind::UserLogin
+    );
+    assert_eq!(
+        RecordKind::of(&obj(json!({"user_id": "u"}))),
+        RecordKind::Unrecognized
+    );
+    assert_eq!(
+        RecordKind::of(&obj(json!({"foo": "oops_wrong_msg_type", "bar": "123"}))),
+        RecordKind::Unrecognized
+    );
+}
+
+#[test]
+fn unknown_shapes_and_oversized_records_are_rejected_masked() {
+    let c = classifier();
+    let body = crate::wire::decode_value(json!([
+        {"foo": "oops_wrong_msg_type", "ip": "10.1.2.3"},
+        {"user_id": "u", "ip": "10.9.9.9", "junk": "x".repeat(1 << 20)},
+        {"user_id": "u", "ip": "10.9.9.8"},
+    ]));
+    let rows = c.message_rows("k".into(), body);
+    assert_eq!(rows.logins.len(), 1);
+    assert_eq!(rows.rejected.len(), 2);
+    assert_eq!(rows.rejected[0].reason, "unrecognized record shape");
+    assert!(rows.rejected[1].reason.contains("byte limit"));
+    for r in &rows.rejected {
+        assert_eq!(r.payload_format, PayloadFormat::MaskedJson);
+        assert!(!r.payload.contains("10.1.2.3") && !r.payload.contains("10.9.9.9"));
+    }
+}
+
+#[test]
+fn tune_records_go_to_their_tables() {
+    let c = classifier();
+    let body = crate::wire::decode_value(json!({"events": [
+        {"event_id": "e1", "action": "click", "ip": "10.1.2.3", "datetime": 1476127152},
+        {"event_id": "e2", "action": "conversion", "payout": "1.5", "aff_sub": "s-1"},
+        {"event_id": "e2", "adjust_action": "update", "adjustment_sequence_id": 4,
+         "payout": -1.5, "ip": "10.1.2.4"},
+        {"event_id": "e3", "action": "click", "offer_id": "not-a-number", "ip": "10.1.2.5"},
+        {"event_id": "e2", "adjust_action": "delete", "adjustment_sequence_id": 5},
+    ]}));
+    let rows = c.message_rows("k".into(), body);
+    assert_eq!(rows.tune_events.len(), 2);
+    assert_eq!(rows.tune_adjustments.len(), 1);
+    assert_eq!(rows.row_count(), 5);
+    let reasons: Vec<&str> = rows.rejected.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "offer_id is not an integer",
+            "adjust_action is not 1 or \"create\", 2 or \"update\""
+        ]
+    );
+    let all = format!("{rows:?}");
+    for pii in ["10.1.2.3", "10.1.2.4", "10.1.2.5", "s-1"] {
+        assert!(!all.contains(pii), "plaintext {pii}");
+    }
+    // The rejected payload is masked JSON that still says what it was.
+    assert!(rows.rejected[0].payload.contains("not-a-number"));
+}
+
+/// `body_rows` must give exactly what the general path gives.
+fn same_as_general_path(c: &Classifier, body: &[u8]) {
+    let general = |body: &[u8]| {
+        let decoded = crate::wire::decode_body(body);
+        let key = decoded
+            .envelope_id
+            .clone()
+            .unwrap_or_else(|| "message-id".to_owned());
+        c.message_rows(key, decoded)
+    };
+    let fast = c.body_rows(body, "message-id");
+    assert_eq!(
+        fast,
+        general(body),
+        "body {}",
+        String::from_utf8_lossy(body)
+    );
+    let encoded = crate::wire::encode_body(body);
+    let fast = c.body_rows(encoded.as_bytes(), "message-id");
+    assert_eq!(fast, general(encoded.as_bytes()));
+}
+
+fn classifier_with(policy: &str, max_record_bytes: usize) -> Classifier {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.json");
+    std::fs::write(&path, policy).unwrap();
+    let masker = Masker::new(
+        Keyring::new(PiiKey::from_bytes(&[3u8; 32]), vec![]),
+        Policy::from_file(&path).unwrap(),
+    );
+    Classifier::new(masker, max_record_bytes)
+}
+
+/// Odd values for login fields, as JSON text.
+const ODD_VALUES: &[&str] = &[
+    r#""10.1.2.3""#,
+    r#""a\"b\u00e9\n""#,
+    r#""""#,
+    "null",
+    "17",
+    "2.5",
+    "true",
+    r#"{"a": 1}"#,
+    r#"["x"]"#,
+    r#""nul\u0000here""#,
+    r#""ééééééééééééééééééééééééééééééééé""#,
+    r#""2.3.0""#,
+    r#"" 1.2 ""#,
+    r#""1.2.3.4""#,
+    r#""2001:db8::1""#,
+    r#""\ud83d\ude00""#,
+];
+
+/// Field names for odd login records: its own, and the names that make a
+/// record another kind or not plain.
+const ODD_NAMES: &[&str] = &[
+    "user_id",
+    "ip",
+    "device_id",
+    "device_type",
+    "locale",
+    "app_version",
+    "extra",
+    "USER_ID",
+    "event_id",
+    "action",
+    "adjust_action",
+];
+
+#[test]
+fn body_rows_match_the_general_path_for_odd_records() {
+    let names = ODD_NAMES;
+    let classifiers = [
+        classifier(),
+        classifier_with("{}", 160),
+        classifier_with(r#"{"ip": "keep", "device_id": "drop"}"#, 65_536),
+        classifier_with(r#"{"ip": "truncate_ip", "device_id": "hash"}"#, 65_536),
+    ];
+    // A small deterministic generator: records of random fields and
+    // values, some keys repeated, some values long.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut records = Vec::new();
+    for _ in 0..1500 {
+        // Mostly logins of the plain shape, so the fast path is tested.
+        let mut fields = vec![
+            format!(r#""user_id": "u{}""#, next(1000)),
+            format!(r#""ip": "10.0.0.{}""#, next(256)),
+        ];
+        for _ in 0..next(5) {
+            let name = names[next(names.len())];
+            let value = match next(4) {
+                0 => format!(r#""{}""#, "x".repeat(next(300))),
+                _ => ODD_VALUES[next(ODD_VALUES.len())].to_owned(),
+            };
+            fields.push(format!(r#""{name}": {value}"#));
+        }
+        // Shuffled, so that repeated keys come in either order.
+        for i in (1..fields.len()).rev() {
+            fields.swap(i, next(i + 1));
+        }
+        records.push(format!("{{{}}}", fields.join(", ")));
+    }
+    for c in &classifiers {
+        for chunk in records.chunks(50) {
+            let events = chunk.join(",");
+            let envelope = format!(r#"{{"v":1,"id":"e1","events":[{events}]}}"#);
+            same_as_general_path(c, envelope.as_bytes());
+            same_as_general_path(c, format!("[{events}]").as_bytes());
+        }
+        for r in &records[..200] {
+            same_as_general_path(c, format!(r#"{{"events":[{r}]}}"#).as_bytes());
+            same_as_general_path(c, r.as_bytes());
+        }
+    }
+}
+
+#[test]
+fn body_rows_match_the_general_path_at_the_size_bound() {
+    let record = r#"{"user_id": "u1", "ip": "10.0.0.1", "locale": null, "device_type": null,
+        "app_version": "1.\u00e9", "device_id": null}"#;
+    for limit in 40..160 {
+        let c = classifier_with("{}", limit);
+        same_as_general_path(&c, format!(r#"{{"events": [{record}]}}"#).as_bytes());
+    }
+}
+
+/// A field's value as JSON text: strings of every kind (escapes, long
+/// ones, NULs), null, numbers, and structures.
+fn arb_value_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-z0-9.:-]{0,40}".prop_map(|s| format!("\"{s}\"")),
+        2 => any::<String>().prop_map(|s| Value::String(s).to_string()),
+        2 => prop::sample::select(ODD_VALUES).prop_map(str::to_owned),
+        1 => (0..400usize).prop_map(|n| format!("\"{}\"", "é".repeat(n / 2))),
+        1 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => Just("null".to_owned()),
+    ]
+}
+
+/// A record's JSON text, keys possibly repeated, mostly a plain login.
+fn arb_record() -> impl Strategy<Value = String> {
+    let field = (prop::sample::select(ODD_NAMES), arb_value_text());
+    (
+        any::<bool>(),
+        arb_value_text(),
+        prop::collection::vec(field, 0..7),
+    )
+        .prop_map(|(login, user_id, rest)| {
+            let mut fields: Vec<String> = Vec::new();
+            if login {
+                fields.push(format!(r#""user_id": {user_id}"#));
+                fields.push(r#""ip": "10.0.0.1""#.to_owned());
+            }
+            fields.extend(
+                rest.iter()
+                    .map(|(name, value)| format!(r#""{name}": {value}"#)),
+            );
+            format!("{{{}}}", fields.join(", "))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+    /// The login fast path and the general path give the same rows and
+    /// the same rejections, whatever the records, policy and bound.
+    #[test]
+    fn fast_and_general_paths_agree(
+        records in prop::collection::vec(arb_record(), 1..8),
+        policy in prop::sample::select(&[
+            "{}",
+            r#"{"ip": "keep", "device_id": "drop"}"#,
+            r#"{"ip": "truncate_ip", "device_id": "hash"}"#,
+        ][..]),
+        limit in prop_oneof![40..400usize, Just(DEFAULT_MAX_RECORD_BYTES)],
+    ) {
+        let c = classifier_with(policy, limit);
+        let events = records.join(",");
+        same_as_general_path(&c, format!(r#"{{"v":1,"id":"e1","events":[{events}]}}"#).as_bytes());
+        same_as_general_path(&c, format!("[{events}]").as_bytes());
+    }
+}
+
+#[test]
+fn body_rows_match_the_general_path_for_odd_bodies() {
+    let c = classifier();
+    let login = r#"{"user_id": "u", "ip": "10.0.0.1"}"#;
+    let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let bodies = [
+        format!(r#"{{"v": 1, "id": "abc", "events": [{login}, 1, "s", null, [], {login}]}}"#),
+        format!(r#"{{"id": 7, "events": [{login}]}}"#),
+        format!(r#"{{"id": "", "events": [{login}]}}"#),
+        format!(r#"{{"id": "{}", "events": [{login}]}}"#, "i".repeat(201)),
+        format!(r#"{{"id": "a", "id": "b", "events": [{login}]}}"#),
+        format!(r#"{{"events": [{login}], "events": [{login}, {login}]}}"#),
+        r#"{"events": [], "id": "x"}"#.to_owned(),
+        format!(r#"{{"events": {login}}}"#),
+        format!(r#"{{"events": [{login}], "count": 1, "meta": {{"a": [1, 2]}}}}"#),
+        format!(r#"{{"events": [{login}], "meta": {}}}"#, deep(110)),
+        format!(r#"{{"events": [{login}], "meta": {}}}"#, deep(130)),
+        format!(r#"{{"events": [{login}, {}]}}"#, deep(110)),
+        format!(r#"{{"events": [{login}, {}]}}"#, deep(126)),
+        format!(r#"{{"events": [{login}, {}]}}"#, deep(130)),
+        format!(r#"{{"events": [{login}], "bad": "\ud800"}}"#),
+        format!(r#"{{"events": [{login}, {{"user_id": "\ud800", "ip": "1"}}]}}"#),
+        format!(r#"{{"events": [{login}], "big": 1e999}}"#),
+        format!(r#"{{"events": [{login}]}} trailing"#),
+        format!(r#"{{"events": [{login}]"#),
+        format!(r#"[null, [{login}]]"#),
+        format!(r#"[{login}, {login}]"#),
+        "[]".to_owned(),
+        "{}".to_owned(),
+        login.to_owned(),
+        "42".to_owned(),
+        format!(r#"  {{"events": [ {login} ] }}  "#),
+    ];
+    for body in &bodies {
+        same_as_general_path(&c, body.as_bytes());
+    }
+}
+
+#[test]
+fn unparseable_payloads_are_encrypted() {
+    let c = classifier();
+    let rows = c.message_rows(
+        "k".into(),
+        crate::wire::decode_body(b"{\"ip\": \"10.1.2.3\""),
+    );
+    assert_eq!(rows.rejected.len(), 1);
+    let r = &rows.rejected[0];
+    assert_eq!(r.payload_format, PayloadFormat::Encrypted);
+    assert!(!r.payload.contains("10.1.2.3"));
+    assert_eq!(
+        c.masker().recover(&r.payload).unwrap(),
+        b"{\"ip\": \"10.1.2.3\""
+    );
+}
