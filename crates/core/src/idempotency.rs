@@ -16,8 +16,12 @@
 //!   the events: the events stay exactly as written.
 //! - The writer claims each identity in `sluice_idempotency` in the same
 //!   transaction as the rows; an event whose identity was already claimed is
-//!   skipped. Claims older than `WRITER_IDEMPOTENCY_RETENTION_HOURS` are
-//!   purged, after which a retry is new data.
+//!   skipped. The table holds one row per key with the runs of event indexes
+//!   claimed ([`runs`]), so a claim costs a few statements per request, not a
+//!   row per event. A key's row is kept until `WRITER_IDEMPOTENCY_RETENTION_HOURS`
+//!   after its last claim and then purged, after which a retry is new data.
+
+mod runs;
 
 use std::borrow::Cow;
 
@@ -25,6 +29,8 @@ use sha2::{Digest, Sha256};
 
 use crate::records::MessageRows;
 use crate::wire::KeySpan;
+
+pub use runs::{Claim, Fresh, Runs};
 
 /// Longest `Idempotency-Key` header value accepted.
 pub const MAX_KEY_LEN: usize = 255;

@@ -1,10 +1,10 @@
 //! Forgets old `Idempotency-Key` identities.
 //!
-//! Every identity a writer stores is a row in `sluice_idempotency`; without a
-//! purge the table grows with every keyed event ever received. Retries come
-//! within minutes or hours, so identities are kept for
-//! `WRITER_IDEMPOTENCY_RETENTION_HOURS` (72 by default) and then deleted; a
-//! retry after that is new data. Every writer purges (at start, then every
+//! Every key a writer claims is a row in `sluice_idempotency` (the runs of
+//! its events stored); without a purge the table grows with every keyed
+//! request ever received. Retries come within minutes or hours, so a key is
+//! kept for `WRITER_IDEMPOTENCY_RETENTION_HOURS` (72 by default) after its
+//! last claim and then deleted; a retry after that is new data. Every writer purges (at start, then every
 //! few minutes): the deletes are idempotent, so replicas need no
 //! coordination.
 
@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 /// How often a writer purges.
 pub const INTERVAL: Duration = Duration::from_secs(600);
 
-/// Deletes identities older than `retention`; returns how many.
+/// Deletes keys last claimed longer than `retention` ago; returns how many
+/// identities (events) they held.
 pub async fn once(
     sink: &dyn Sink,
     retention: Duration,

@@ -24,9 +24,9 @@
 //! and identifiers, never `detail()` or `where()`, which echo row values.
 //! TLS failures that no retry fixes are configuration errors (`tls`).
 
+mod idempotency;
 mod tls;
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgPool, PgPoolOptions};
 
+use self::idempotency::claim_identities;
 use super::{Sink, SinkError};
-use crate::idempotency::Identity;
 use crate::records::{
     Decimal, LoginRow, MessageRows, TuneAdjustmentRow, TuneEventRow, WriteBatch, WriteOutcome,
 };
@@ -185,61 +185,12 @@ impl Sink for PostgresSink {
     }
 
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> Result<u64, SinkError> {
-        sqlx::query("DELETE FROM sluice_idempotency WHERE seen_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(|e| classify("purging sluice_idempotency", e))
+        idempotency::purge(&self.pool, before).await
     }
 
     fn kind(&self) -> &'static str {
         "postgres"
     }
-}
-
-/// Claims the identities of `messages` in `sluice_idempotency` and returns
-/// the messages without the rows of identities claimed before (by an
-/// earlier batch, or earlier in this one).
-async fn claim_identities<'a>(
-    conn: &mut PgConnection,
-    messages: Vec<&'a MessageRows>,
-) -> Result<Vec<Cow<'a, MessageRows>>, SinkError> {
-    let mut all: Vec<&Identity> = messages.iter().flat_map(|m| &m.identities).collect();
-    if all.is_empty() {
-        return Ok(messages.into_iter().map(Cow::Borrowed).collect());
-    }
-    // Sorted, as the receipts are, so concurrent writers lock in one order.
-    all.sort_unstable();
-    all.dedup();
-    let mut claimed: HashSet<(String, i64)> = HashSet::with_capacity(all.len());
-    for chunk in all.chunks(CHUNK_ROWS) {
-        let keys: Vec<&str> = chunk.iter().map(|i| i.key.as_str()).collect();
-        let indexes: Vec<i64> = chunk.iter().map(|i| i.index).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "INSERT INTO sluice_idempotency (key, event_index) \
-             SELECT * FROM UNNEST($1::text[], $2::int8[]) \
-             ON CONFLICT (key, event_index) DO NOTHING \
-             RETURNING key, event_index",
-        )
-        .bind(keys)
-        .bind(indexes)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| classify("inserting sluice_idempotency", e))?;
-        claimed.extend(rows);
-    }
-    Ok(messages
-        .into_iter()
-        .map(|m| {
-            let fresh: Vec<bool> = m
-                .identities
-                .iter()
-                .map(|i| claimed.remove(&(i.key.clone(), i.index)))
-                .collect();
-            m.keep_fresh(&fresh)
-        })
-        .collect())
 }
 
 /// Inserts one receipt per distinct key and returns the keys that were new.

@@ -21,7 +21,8 @@
 //! `sluice_migrations`. The whole run is one `BEGIN IMMEDIATE` transaction, so
 //! two processes migrating at once serialise and the second finds nothing to do.
 
-use std::borrow::Cow;
+mod idempotency;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -30,10 +31,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params};
 
+use self::idempotency::claim_identities;
 use super::{Sink, SinkError};
 use crate::records::{
-    Decimal, LoginRow, MessageRows, RejectedRow, TuneAdjustmentRow, TuneEventRow, WriteBatch,
-    WriteOutcome,
+    Decimal, LoginRow, RejectedRow, TuneAdjustmentRow, TuneEventRow, WriteBatch, WriteOutcome,
 };
 
 /// How long a statement waits for another process's write lock before it
@@ -64,6 +65,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         description: "idempotency",
         sql: include_str!("../../../../migrations/sqlite/0003_idempotency.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "idempotency runs",
+        sql: include_str!("../../../../migrations/sqlite/0004_idempotency_runs.sql"),
     },
 ];
 
@@ -168,15 +174,8 @@ impl Sink for SqliteSink {
 
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> Result<u64, SinkError> {
         let before = before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-        self.with_conn(move |conn| {
-            conn.execute(
-                "DELETE FROM sluice_idempotency WHERE seen_at < ?1",
-                params![before],
-            )
-            .map(|n| n as u64)
-            .map_err(|e| classify("purging sluice_idempotency", e))
-        })
-        .await
+        self.with_conn(move |conn| idempotency::purge(conn, &before))
+            .await
     }
 
     fn kind(&self) -> &'static str {
@@ -276,32 +275,6 @@ fn write_batch(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome
     }
     tx.commit().map_err(|e| classify("committing", e))?;
     Ok(outcome)
-}
-
-/// Claims the message's identities in `sluice_idempotency`; returns the
-/// message without the rows of identities claimed before.
-fn claim_identities<'a>(
-    tx: &Transaction<'_>,
-    message: &'a MessageRows,
-) -> Result<Cow<'a, MessageRows>, SinkError> {
-    if message.identities.is_empty() {
-        return Ok(Cow::Borrowed(message));
-    }
-    let err = |e| classify("inserting sluice_idempotency", e);
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO sluice_idempotency (key, event_index) VALUES (?1, ?2)",
-        )
-        .map_err(err)?;
-    let mut fresh = Vec::with_capacity(message.identities.len());
-    for identity in &message.identities {
-        fresh.push(
-            stmt.execute(params![identity.key, identity.index])
-                .map_err(err)?
-                > 0,
-        );
-    }
-    Ok(message.keep_fresh(&fresh))
 }
 
 /// Inserts the receipt; false when it already existed (a duplicate message).

@@ -1,21 +1,28 @@
-//! The real `sluice-ingest` binary killed with SIGKILL while a keyed request
-//! is being queued: the pusher sees a dropped connection and retries with
-//! the same `Idempotency-Key` to a restarted ingest; each event is then
-//! stored once. The queue's messages are written by the writer's own
-//! classifier and SQLite sink, as `sluice-writer` does.
+//! The real `sluice-ingest` binary killed with SIGKILL after the queue
+//! acknowledged the whole of a keyed request, before the pusher got the
+//! answer; the pusher retries with the same `Idempotency-Key` to a restarted
+//! ingest, and a real `sluice-writer` drains the queue into SQLite: every
+//! login is stored exactly once.
+//!
+//! The pusher talks to ingest through a proxy that passes the request on
+//! and never passes the answer back. Ingest answers only once the queue has
+//! acknowledged every message of the request, so the answer's first bytes
+//! reaching the proxy mark that moment: ingest is killed then, and the
+//! pusher sees its connection drop. That everything was queued is then
+//! proven, not assumed: the writer drains the first attempt alone and stores
+//! all of it before the retry is sent.
 #![allow(clippy::unwrap_used)]
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_core::classify::{Classifier, DEFAULT_MAX_RECORD_BYTES};
-use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
-use sluice_core::records::WriteBatch;
-use sluice_core::sink::Sink;
-use sluice_core::sink::sqlite::SqliteSink;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::helpers::*;
 
@@ -72,11 +79,98 @@ pub async fn start_with(
     (child, addr)
 }
 
+/// `sluice-writer`, built beside this binary by `cargo test --workspace`
+/// (what `scripts/test` runs); built here only when it is missing.
+fn writer_binary() -> PathBuf {
+    let writer = Path::new(BIN).with_file_name("sluice-writer");
+    if !writer.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "sluice-writer",
+                "--bin",
+                "sluice-writer",
+            ])
+            .status()
+            .unwrap();
+        assert!(built.success() && writer.exists(), "building sluice-writer");
+    }
+    writer
+}
+
+/// A real writer draining `queue_url` into the SQLite file `db`.
+fn start_writer(dir: &Path, queue_url: &str, db: &Path) -> Child {
+    Command::new(writer_binary())
+        .env_clear()
+        .env("QUEUE_URL", queue_url)
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        // base64 of 32 bytes of 7.
+        .env("PII_KEY", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=")
+        .env("WRITER_ADDR", "127.0.0.1:0")
+        .env("WRITER_WAIT_SECS", "1")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// A one-connection TCP proxy to `upstream` that passes the request on and
+/// holds the answer back (the pusher never gets it); sends the answer's
+/// first bytes on the channel when they arrive. Aborting the task drops
+/// both connections.
+async fn withholding_proxy(upstream: &str) -> (String, oneshot::Receiver<Vec<u8>>, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = upstream.to_owned();
+    let (answered, answer) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut server = TcpStream::connect(&upstream).await.unwrap();
+        let (mut from_client, _to_client) = client.split();
+        let (mut from_server, mut to_server) = server.split();
+        let forward = tokio::io::copy(&mut from_client, &mut to_server);
+        let mut head = vec![0; 12];
+        tokio::select! {
+            _ = forward => {}
+            read = from_server.read_exact(&mut head) => {
+                if read.is_ok() {
+                    answered.send(head).unwrap();
+                }
+            }
+        }
+        // Hold both connections open until aborted.
+        std::future::pending::<()>().await;
+    });
+    (format!("http://{addr}/events"), answer, task)
+}
+
+/// Logins stored in the SQLite file, and how many distinct user ids.
+fn stored_logins(db: &Path) -> (i64, i64) {
+    let Ok(c) = rusqlite::Connection::open(db) else {
+        return (0, 0);
+    };
+    c.query_row(
+        "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM user_logins",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap_or((0, 0))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_sigkill_lands_once() {
     const N: usize = 6_000;
+    const WAIT: Duration = Duration::from_secs(90);
     let queue = TestQueue::embedded();
     let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
     let body: String = Value::Array(
         (0..N)
             .map(|i| json!({"user_id": format!("crash-{i}"), "ip": "10.1.2.3", "device_type": "ios"}))
@@ -93,65 +187,56 @@ async fn retry_after_sigkill_lands_once() {
             .send()
     };
 
+    // First attempt: the whole request queued, ingest killed, no answer.
     let (mut first, url) = start(dir.path(), queue.url()).await;
-    let attempt = tokio::spawn(post(url));
-    let started = tokio::time::Instant::now();
-    while queue.remaining().await == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "nothing queued"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let upstream = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/events");
+    let (proxied, answer, proxy) = withholding_proxy(upstream).await;
+    let attempt = tokio::spawn(post(proxied));
+    let head = tokio::time::timeout(WAIT, answer)
+        .await
+        .expect("ingest answers within the deadline")
+        .expect("ingest answered");
     first.start_kill().unwrap();
     first.wait().await.unwrap();
-    // The pusher's view: the connection dropped (or, had ingest been
-    // quicker than the kill, a 202 it may never have read).
-    let seen = attempt.await.unwrap();
-    let queued_by_first = queue.remaining().await;
-    assert!(queued_by_first > 0);
-    eprintln!(
-        "first attempt: {:?}, {queued_by_first} messages queued",
-        seen.as_ref().map(reqwest::Response::status)
+    assert!(
+        head.starts_with(b"HTTP/1.1 202"),
+        "ingest answered {:?}",
+        String::from_utf8_lossy(&head)
     );
+    proxy.abort();
+    let seen = attempt.await.unwrap();
+    assert!(seen.is_err(), "the pusher got an answer: {seen:?}");
+    assert!(queue.remaining().await > 0);
 
+    // A real writer drains it: all of the request was in the queue.
+    let mut writer = start_writer(dir.path(), queue.url(), &db);
+    eventually(WAIT, "the first attempt stored", || async {
+        queue.remaining().await == 0 && stored_logins(&db).0 >= N as i64
+    })
+    .await;
+    assert_eq!(stored_logins(&db), (N as i64, N as i64));
+
+    // The pusher retries to a restarted ingest: the writer skips it all.
     let (mut second, url) = start(dir.path(), queue.url()).await;
     let retry = post(url).await.unwrap();
     assert_eq!(retry.status(), 202);
     let answer: Value = retry.json().await.unwrap();
     assert_eq!(answer["accepted"], N);
     second.start_kill().unwrap();
-
-    // Write everything queued, as a writer does.
-    let key = PiiKey::from_bytes(&[7; 32]);
-    let classifier = Classifier::new(
-        Masker::new(Keyring::new(key, vec![]), Policy::default()),
-        DEFAULT_MAX_RECORD_BYTES,
+    second.wait().await.unwrap();
+    // Messages are deleted after their batch commits: an empty queue means
+    // the retry's batches are committed.
+    eventually(WAIT, "the retry drained", || async {
+        queue.remaining().await == 0
+    })
+    .await;
+    writer.start_kill().unwrap();
+    writer.wait().await.unwrap();
+    assert_eq!(
+        stored_logins(&db),
+        (N as i64, N as i64),
+        "every login exactly once"
     );
-    let sink = SqliteSink::open(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
-    sink.migrate().await.unwrap();
-    let mut logins = 0;
-    loop {
-        let messages = queue
-            .queue
-            .receive(10, Duration::ZERO, Duration::from_secs(60))
-            .await
-            .unwrap();
-        if messages.is_empty() {
-            break;
-        }
-        let batch = WriteBatch {
-            written_on: chrono::Utc::now().date_naive(),
-            messages: messages
-                .iter()
-                .map(|m| classifier.body_rows(m.body.as_bytes(), &m.message_id))
-                .collect(),
-        };
-        logins += sink.write(&batch).await.unwrap().logins_written;
-        let handles: Vec<String> = messages.into_iter().map(|m| m.receipt_handle).collect();
-        queue.queue.delete_batch(&handles).await.unwrap();
-    }
-    assert_eq!(logins, N as u64, "every login exactly once");
 }
