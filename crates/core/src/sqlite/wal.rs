@@ -36,12 +36,13 @@ mod tests {
 
     #[test]
     fn many_connections_switch_a_fresh_file_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fresh.db");
+        // An empty file is a fresh database to SQLite.
+        let fresh = tempfile::NamedTempFile::new().unwrap();
+        let path = fresh.path();
         let modes = crate::testing::at_once(
             8,
             || {
-                let conn = Connection::open(&path).unwrap();
+                let conn = Connection::open(path).unwrap();
                 conn.busy_timeout(Duration::from_secs(5)).unwrap();
                 conn
             },

@@ -3,7 +3,7 @@
 
 use sluice_core::sink::SinkError;
 
-use crate::fixture::Db;
+use crate::fixture::{Db, Login};
 use crate::rows::{PLAIN_USER_LOGINS_DDL, TABLES, batch, login, message, rejected, sample_batch};
 
 contract! {
@@ -54,32 +54,12 @@ async fn writes_rows_and_receipts(db: &Db) {
     assert_eq!(
         db.logins().await,
         vec![
-            (
-                (
-                    Some("u1".into()),
-                    Some("android".into()),
-                    Some("enc:k1:ip-u1".into()),
-                    Some("enc:k1:dev-u1".into()),
-                    Some("RU".into()),
-                    Some(2_003_000)
-                ),
-                date.clone()
-            ),
+            (stored("u1", 2_003_000), date.clone()),
             (
                 (Some("u2".into()), None, None, None, None, None),
                 date.clone()
             ),
-            (
-                (
-                    Some("u3".into()),
-                    Some("android".into()),
-                    Some("enc:k1:ip-u3".into()),
-                    Some("enc:k1:dev-u3".into()),
-                    Some("RU".into()),
-                    Some(96_000)
-                ),
-                date
-            ),
+            (stored("u3", 96_000), date),
         ]
     );
     assert_eq!(
@@ -121,6 +101,18 @@ async fn writes_rows_and_receipts(db: &Db) {
             .await;
         assert_eq!(committed_recently.as_deref(), Some("true"));
     }
+}
+
+/// `rows::login(user, Some(app_version))` as read back.
+fn stored(user: &str, app_version: i32) -> Login {
+    (
+        Some(user.into()),
+        Some("android".into()),
+        Some(format!("enc:k1:ip-{user}")),
+        Some(format!("enc:k1:dev-{user}")),
+        Some("RU".into()),
+        Some(app_version),
+    )
 }
 
 async fn same_batch_again_is_all_duplicates(db: &Db) {

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rusqlite::types::Value;
 use sluice_core::config::DatabaseUrl;
 use sluice_core::sink::{self, Sink};
 use sluice_testkit::postgres::{FreshDatabase, fresh_database};
@@ -137,15 +138,18 @@ impl Db {
     /// The rows of a query whose columns are all text (or NULL).
     pub async fn text_rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         match self {
-            Db::Sqlite { path, .. } => {
-                let conn = rusqlite::Connection::open(path).expect("open sqlite for checks");
-                let mut stmt = conn.prepare(sql).expect("prepare");
-                let columns = stmt.column_count();
-                stmt.query_map([], |r| (0..columns).map(|i| r.get(i)).collect())
-                    .expect("query")
-                    .collect::<Result<_, _>>()
-                    .expect("rows")
-            }
+            Db::Sqlite { path, .. } => sqlite_values(path, sql)
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|value| match value {
+                            Value::Null => None,
+                            Value::Text(text) => Some(text),
+                            other => panic!("cast {other:?} to text in the query"),
+                        })
+                        .collect()
+                })
+                .collect(),
             Db::Postgres(_) => {
                 use sqlx::Row;
                 let mut conn = self.pg().await.expect("postgres");
@@ -222,6 +226,17 @@ impl Db {
             .map(|mut r| int(r.remove(0)))
             .collect()
     }
+}
+
+/// Every row of a query as SQLite's own values (storage class included).
+pub fn sqlite_values(path: &Path, sql: &str) -> Vec<Vec<Value>> {
+    let conn = rusqlite::Connection::open(path).expect("open sqlite for checks");
+    let mut stmt = conn.prepare(sql).expect("prepare");
+    let columns = stmt.column_count();
+    stmt.query_map([], |r| (0..columns).map(|i| r.get(i)).collect())
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
 }
 
 fn int(text: Option<String>) -> i64 {

@@ -5,10 +5,11 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
 use sluice_core::records::{AdjustAction, TuneEventRow, WriteBatch};
 use sqlx::PgConnection;
 
-use crate::fixture::Db;
+use crate::fixture::{Db, sqlite_values as lite_values};
 use crate::rows::{
     amount, batch, duplicate_tune_batch, time, tune_adjustment, tune_event, tune_message,
     view_batches,
@@ -204,131 +205,78 @@ async fn pg_round_trip(conn: &mut PgConnection) {
     );
 }
 
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
 /// `REAL` amounts, RFC 3339 text timestamps, JSON text.
 fn sqlite_round_trip(path: &Path) {
-    let conn = rusqlite::Connection::open(path).expect("open sqlite for checks");
-    type Typed = (
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<f64>,
-        Option<f64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
+    let typed = lite_values(
+        path,
+        "SELECT event_id, action, occurred_at, transaction_id, offer_id, affiliate_id, \
+         advertiser_id, payout, revenue, currency, country, status FROM tune_events \
+         WHERE event_id = 'e1'",
     );
-    let typed: Typed = conn
-        .query_row(
-            "SELECT event_id, action, occurred_at, transaction_id, offer_id, affiliate_id, \
-             advertiser_id, payout, revenue, currency, country, status FROM tune_events \
-             WHERE event_id = 'e1'",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                    r.get(11)?,
-                ))
-            },
-        )
-        .expect("typed columns");
     assert_eq!(
         typed,
-        (
-            "e1".into(),
-            "conversion".into(),
-            Some("2016-10-10T19:19:12.250Z".into()),
-            Some("tx-e1".into()),
-            Some(180),
-            Some(1039),
-            Some(9_000_000_000),
-            Some(12.5),
-            Some(0.1),
-            Some("EUR".into()),
-            Some("US".into()),
-            Some("approved".into())
-        )
+        vec![vec![
+            text("e1"),
+            text("conversion"),
+            text("2016-10-10T19:19:12.250Z"),
+            text("tx-e1"),
+            Value::Integer(180),
+            Value::Integer(1039),
+            Value::Integer(9_000_000_000),
+            Value::Real(12.5),
+            Value::Real(0.1),
+            text("EUR"),
+            text("US"),
+            text("approved")
+        ]]
     );
-    let (masked_ip, ua, network, loaded_at): (String, String, String, String) = conn
-        .query_row(
-            "SELECT masked_ip, masked_user_agent, json_extract(extra, '$.network_id'), loaded_at \
-             FROM tune_events WHERE event_id = 'e1'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .expect("masked columns");
+    let masked = lite_values(
+        path,
+        "SELECT masked_ip, masked_user_agent, json_extract(extra, '$.network_id'), \
+         json_type(extra), loaded_at FROM tune_events ORDER BY event_id",
+    );
+    // e-bare first: no masked values, an empty object of extras.
     assert_eq!(
-        (masked_ip.as_str(), ua.as_str(), network.as_str()),
-        ("enc:k1:ip-e1", "hmac:k1:ua", "N")
+        masked[0][..4],
+        [Value::Null, Value::Null, Value::Null, text("object")]
     );
+    assert_eq!(
+        masked[1][..4],
+        [
+            text("enc:k1:ip-e1"),
+            text("hmac:k1:ua"),
+            text("N"),
+            text("object")
+        ]
+    );
+    let Value::Text(loaded_at) = &masked[1][4] else {
+        panic!("loaded_at is text: {:?}", masked[1][4]);
+    };
     assert!(loaded_at.ends_with('Z'), "{loaded_at}");
-    chrono::DateTime::parse_from_rfc3339(&loaded_at).expect("loaded_at is RFC 3339");
-    let extra_type: String = conn
-        .query_row(
-            "SELECT json_type(extra) FROM tune_events WHERE event_id = 'e-bare'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("extra type");
-    assert_eq!(extra_type, "object");
+    chrono::DateTime::parse_from_rfc3339(loaded_at).expect("loaded_at is RFC 3339");
 
-    type Adjustment = (
-        String,
-        i64,
-        i64,
-        Option<String>,
-        Option<i64>,
-        Option<f64>,
-        Option<f64>,
-        Option<f64>,
-        Option<f64>,
+    let adjustment = lite_values(
+        path,
+        "SELECT event_id, adjustment_sequence_id, adjust_action, adjusted_at, num, payout, \
+         revenue, current_payout, current_revenue FROM tune_adjustments",
     );
-    let adjustment: Adjustment = conn
-        .query_row(
-            "SELECT event_id, adjustment_sequence_id, adjust_action, adjusted_at, num, payout, \
-             revenue, current_payout, current_revenue FROM tune_adjustments",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            },
-        )
-        .expect("adjustment");
     assert_eq!(
         adjustment,
-        (
-            "e-created".into(),
-            16_648_208_123_366,
-            1,
-            Some("2022-10-03T18:13:32.000Z".into()),
-            Some(1),
-            Some(1.0),
-            Some(2.0),
-            Some(1.0),
-            Some(2.0)
-        )
+        vec![vec![
+            text("e-created"),
+            Value::Integer(16_648_208_123_366),
+            Value::Integer(1),
+            text("2022-10-03T18:13:32.000Z"),
+            Value::Integer(1),
+            Value::Real(1.0),
+            Value::Real(2.0),
+            Value::Real(1.0),
+            Value::Real(2.0)
+        ]]
     );
 }
 
@@ -420,26 +368,37 @@ async fn pg_current(conn: &mut PgConnection) -> Vec<PgCurrent> {
 type LiteCurrent = (String, Option<f64>, Option<f64>, i64, i64, Option<String>);
 
 fn lite_current(path: &Path) -> Vec<LiteCurrent> {
-    let conn = rusqlite::Connection::open(path).expect("open sqlite for checks");
-    let mut stmt = conn
-        .prepare(
-            "SELECT event_id, payout, revenue, num_delta, adjustment_count, last_adjusted_at \
-             FROM tune_events_current ORDER BY event_id",
+    let real = |v: &Value| match v {
+        Value::Real(x) => Some(*x),
+        Value::Integer(x) => Some(*x as f64),
+        _ => None,
+    };
+    let integer = |v: &Value| match v {
+        Value::Integer(x) => *x,
+        other => panic!("not an integer: {other:?}"),
+    };
+    let text = |v: &Value| match v {
+        Value::Text(x) => Some(x.clone()),
+        _ => None,
+    };
+    lite_values(
+        path,
+        "SELECT event_id, payout, revenue, num_delta, adjustment_count, last_adjusted_at \
+         FROM tune_events_current ORDER BY event_id",
+    )
+    .iter()
+    .map(|r| {
+        let id = text(&r[0]).expect("event_id");
+        (
+            id,
+            real(&r[1]),
+            real(&r[2]),
+            integer(&r[3]),
+            integer(&r[4]),
+            text(&r[5]),
         )
-        .expect("prepare");
-    stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        ))
     })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
+    .collect()
 }
 
 fn close(a: Option<f64>, b: f64) -> bool {
@@ -543,20 +502,14 @@ async fn overlapping_tune_events_from_two_writers(db: &Db) {
         .collect();
     let mut reversed = events.clone();
     reversed.reverse();
-    let a = batch(
-        events
+    let batch_of = |prefix: &str, events: &[TuneEventRow]| {
+        let messages = events
             .chunks(20)
             .enumerate()
-            .map(|(i, c)| tune_message(&format!("a{i}"), c.to_vec(), vec![]))
-            .collect(),
-    );
-    let b = batch(
-        reversed
-            .chunks(20)
-            .enumerate()
-            .map(|(i, c)| tune_message(&format!("b{i}"), c.to_vec(), vec![]))
-            .collect(),
-    );
+            .map(|(i, c)| tune_message(&format!("{prefix}{i}"), c.to_vec(), vec![]));
+        batch(messages.collect())
+    };
+    let (a, b) = (batch_of("a", &events), batch_of("b", &reversed));
     let (ra, rb) = tokio::join!(sink.write(&a), other.write(&b));
     let (ra, rb) = (ra.expect("writer a"), rb.expect("writer b"));
     assert_eq!(ra.tune_events_written + rb.tune_events_written, 200);

@@ -291,18 +291,16 @@ impl SqliteQueue {
         .map_err(|_| QueueError::new(None, "queue task cancelled or panicked"))?
     }
 }
+/// What a receive returns.
+type Received = Result<Vec<QueueMessage>, QueueError>;
+
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn send_batch(&self, bodies: &[String]) -> Result<SendOutcome, QueueError> {
         send::send_batch(self, bodies).await
     }
 
-    async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, QueueError> {
+    async fn receive(&self, max: usize, wait: Duration, visibility: Duration) -> Received {
         wait::receive(self, max, wait, visibility).await
     }
 

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
-
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -105,10 +104,10 @@ async fn poll_for_commits<'a>(
 }
 
 /// Counts a waiting receive until dropped (also when it is cancelled).
-pub(super) struct Waiting<'a>(&'a AtomicUsize);
+struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
-    pub(super) fn enter(count: &'a AtomicUsize) -> Self {
+    fn enter(count: &'a AtomicUsize) -> Self {
         count.fetch_add(1, Ordering::AcqRel);
         Self(count)
     }
@@ -122,10 +121,10 @@ impl Drop for Waiting<'_> {
 
 /// The poller role of a handle, given back when dropped — also when the
 /// receive holding it is cancelled.
-pub(super) struct Leading<'a>(&'a AtomicBool);
+struct Leading<'a>(&'a AtomicBool);
 
 impl<'a> Leading<'a> {
-    pub(super) fn take(flag: &'a AtomicBool) -> Option<Self> {
+    fn take(flag: &'a AtomicBool) -> Option<Self> {
         flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
             .then_some(Leading(flag))

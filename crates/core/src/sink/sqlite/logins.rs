@@ -145,28 +145,28 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             let mut stmt = conn
                 .prepare(
-                    "SELECT json_array(user_id, device_type, masked_ip, masked_device_id, \
-                     locale, app_version, create_date) FROM user_logins ORDER BY rowid",
+                    "SELECT json_array(user_id, \
+                       json_array(device_type, masked_ip, masked_device_id, locale), \
+                       app_version, create_date) FROM user_logins ORDER BY rowid",
                 )
                 .unwrap();
-            let stored: Vec<serde_json::Value> = stmt
+            type Stored = (String, [Option<String>; 4], Option<i32>, String);
+            let stored: Vec<Stored> = stmt
                 .query_map([], |r| r.get::<_, String>(0))
                 .unwrap()
                 .map(|text| serde_json::from_str(&text.unwrap()).unwrap())
                 .collect();
-            let expected: Vec<serde_json::Value> = rows
+            let expected: Vec<Stored> = rows
                 .iter()
                 .chain(&rows[..3])
                 .map(|r| {
-                    serde_json::json!([
-                        r.user_id,
-                        r.device_type,
-                        r.masked_ip,
-                        r.masked_device_id,
-                        r.locale,
+                    let text = [&r.device_type, &r.masked_ip, &r.masked_device_id, &r.locale];
+                    (
+                        r.user_id.clone(),
+                        text.map(Clone::clone),
                         r.app_version,
-                        "2026-11-22"
-                    ])
+                        "2026-11-22".to_owned(),
+                    )
                 })
                 .collect();
             assert_eq!(stored, expected);
