@@ -575,9 +575,9 @@ fn child_role<F: std::future::Future<Output = ()>>(var: &str, role: impl FnOnce(
     let Some(path) = std::env::var_os(var).map(PathBuf::from) else {
         return;
     };
-    let queue = SqliteQueue::open(&path).unwrap();
+    let queue = SqliteQueue::open(&path).expect("open the queue");
     tokio::runtime::Runtime::new()
-        .unwrap()
+        .expect("a runtime")
         .block_on(role(queue));
 }
 
