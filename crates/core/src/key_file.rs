@@ -137,18 +137,14 @@ mod tests {
     fn racing_first_runs_agree_on_one_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data/pii.key");
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (path, barrier) = (path.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    let created = create_if_missing(&path).unwrap();
-                    (created, read(&path).unwrap())
-                })
-            })
-            .collect();
-        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let results = crate::testing::at_once(
+            8,
+            || (),
+            |()| {
+                let created = create_if_missing(&path).unwrap();
+                (created, read(&path).unwrap())
+            },
+        );
         assert_eq!(results.iter().filter(|(created, _)| *created).count(), 1);
         assert!(results.iter().all(|(_, key)| key == &results[0].1));
         // No temporary file is left behind.

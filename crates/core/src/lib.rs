@@ -18,7 +18,9 @@ pub mod records;
 pub mod rejected;
 pub mod shutdown;
 pub mod sink;
-mod sqlite_wal;
+pub(crate) mod sqlite;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod tune;
 pub mod wire;

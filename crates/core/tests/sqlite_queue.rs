@@ -30,6 +30,47 @@ async fn send_all(queue: &SqliteQueue, all: &[String]) {
     }
 }
 
+/// A fresh queue holding `n` messages `prefix-0`, `prefix-1`, …
+async fn filled(prefix: &str, n: usize) -> (tempfile::TempDir, SqliteQueue) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let queue = fresh(&dir);
+    send_all(&queue, &bodies(prefix, n)).await;
+    (dir, queue)
+}
+
+/// A fresh queue of `n` messages, all received with `visibility`.
+async fn in_flight(
+    prefix: &str,
+    n: usize,
+    visibility: Duration,
+) -> (tempfile::TempDir, SqliteQueue, Vec<QueueMessage>) {
+    let (dir, queue) = filled(prefix, n).await;
+    let got = queue
+        .receive(n, Duration::ZERO, visibility)
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), n);
+    (dir, queue, got)
+}
+
+/// Receives up to `max` (visibility [`LONG`]) waiting up to `wait`; returns
+/// the messages and how long it took.
+async fn timed_receive(
+    queue: &SqliteQueue,
+    max: usize,
+    wait: Duration,
+) -> (Vec<QueueMessage>, Duration) {
+    let started = Instant::now();
+    let got = queue.receive(max, wait, LONG).await.expect("receive");
+    (got, started.elapsed())
+}
+
+/// A receive of up to ten messages long-polling up to 10 s, in a task.
+fn spawn_long_poll(queue: &SqliteQueue) -> tokio::task::JoinHandle<(Vec<QueueMessage>, Duration)> {
+    let queue = queue.clone();
+    tokio::spawn(async move { timed_receive(&queue, 10, Duration::from_secs(10)).await })
+}
+
 async fn counts(queue: &dyn Queue) -> (u64, u64) {
     let c = queue.counts().await.expect("counts");
     (c.visible, c.in_flight)
@@ -75,9 +116,7 @@ async fn send_receive_delete() {
 
 #[tokio::test]
 async fn receive_takes_at_most_ten() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = fresh(&dir);
-    send_all(&queue, &bodies("m", 25)).await;
+    let (_dir, queue) = filled("m", 25).await;
     let first = queue.receive(25, Duration::ZERO, LONG).await.unwrap();
     assert_eq!(first.len(), 10);
     let second = queue.receive(3, Duration::ZERO, LONG).await.unwrap();
@@ -95,14 +134,7 @@ async fn receive_takes_at_most_ten() {
 
 #[tokio::test]
 async fn visibility_hides_then_redelivers_with_a_new_handle() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = fresh(&dir);
-    send_all(&queue, &bodies("v", 1)).await;
-    let first = queue
-        .receive(1, Duration::ZERO, Duration::from_millis(300))
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 1);
+    let (_dir, queue, first) = in_flight("v", 1, Duration::from_millis(300)).await;
     assert!(
         queue
             .receive(1, Duration::ZERO, LONG)
@@ -114,13 +146,9 @@ async fn visibility_hides_then_redelivers_with_a_new_handle() {
     assert_eq!(counts(&queue).await, (0, 1));
 
     // A long poll wakes when the visibility timeout runs out.
-    let started = Instant::now();
-    let second = queue
-        .receive(1, Duration::from_secs(5), LONG)
-        .await
-        .unwrap();
+    let (second, waited) = timed_receive(&queue, 1, Duration::from_secs(5)).await;
     assert_eq!(second.len(), 1, "redelivered after the timeout");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(waited < Duration::from_secs(3));
     assert_eq!(second[0].message_id, first[0].message_id);
     assert_eq!(second[0].body, "v-0");
     assert_eq!(second[0].receive_count, 2);
@@ -149,40 +177,19 @@ async fn visibility_hides_then_redelivers_with_a_new_handle() {
 
 #[tokio::test]
 async fn change_visibility_extends_and_releases() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = fresh(&dir);
-    send_all(&queue, &bodies("c", 2)).await;
-    let got = queue
-        .receive(2, Duration::ZERO, Duration::from_millis(200))
-        .await
-        .unwrap();
-    assert_eq!(got.len(), 2);
+    let (_dir, queue, got) = in_flight("c", 2, Duration::from_millis(200)).await;
     // Extend both well past the original 200 ms.
     let f = queue
         .change_visibility_batch(&handles(&got), Duration::from_secs(60))
         .await
         .unwrap();
     assert!(f.is_empty(), "{f:?}");
-    let started = Instant::now();
-    let none = queue
-        .receive(2, Duration::from_millis(700), LONG)
-        .await
-        .unwrap();
+    let (none, waited) = timed_receive(&queue, 2, Duration::from_millis(700)).await;
     assert!(none.is_empty(), "the extension keeps them hidden");
-    assert!(started.elapsed() >= Duration::from_millis(650));
+    assert!(waited >= Duration::from_millis(650));
 
     // Zero makes one visible at once, and wakes a waiting receive.
-    let waiter = {
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let got = queue
-                .receive(10, Duration::from_secs(10), LONG)
-                .await
-                .unwrap();
-            (got, started.elapsed())
-        })
-    };
+    let waiter = spawn_long_poll(&queue);
     wait_until_waiting(&queue).await;
     let f = queue
         .change_visibility_batch(&handles(&got[..1]), Duration::ZERO)
@@ -217,15 +224,7 @@ async fn long_poll_returns_when_a_message_arrives() {
     // Another handle on the same file, as another component of this process would have.
     let other = SqliteQueue::open(queue.path()).unwrap();
     for sender in [queue.clone(), other] {
-        let receiver = queue.clone();
-        let waiter = tokio::spawn(async move {
-            let started = Instant::now();
-            let got = receiver
-                .receive(10, Duration::from_secs(10), LONG)
-                .await
-                .unwrap();
-            (got, started.elapsed())
-        });
+        let waiter = spawn_long_poll(&queue);
         wait_until_waiting(&queue).await;
         let sent_at = Instant::now();
         sender.send_batch(&bodies("late", 1)).await.unwrap();
@@ -245,12 +244,7 @@ async fn long_poll_returns_when_a_message_arrives() {
 async fn long_poll_returns_empty_after_the_wait() {
     let dir = tempfile::tempdir().unwrap();
     let queue = fresh(&dir);
-    let started = Instant::now();
-    let got = queue
-        .receive(10, Duration::from_millis(600), LONG)
-        .await
-        .unwrap();
-    let waited = started.elapsed();
+    let (got, waited) = timed_receive(&queue, 10, Duration::from_millis(600)).await;
     assert!(got.is_empty());
     assert!(
         waited >= Duration::from_millis(580) && waited < Duration::from_secs(3),
@@ -358,9 +352,7 @@ async fn messages_survive_reopening_the_file() {
 #[tokio::test]
 async fn the_file_is_private_to_its_owner() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let queue = fresh(&dir);
-    send_all(&queue, &bodies("pii", 1)).await;
+    let (_dir, queue) = filled("pii", 1).await;
     for suffix in ["", "-wal"] {
         let file = format!("{}{suffix}", queue.path().display());
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
@@ -478,10 +470,8 @@ fn assert_exactly_once(expected: &[String], got: impl IntoIterator<Item = String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_handles_share_one_file_and_each_message_goes_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = fresh(&dir);
+    let (_dir, queue) = filled("c", 2000).await;
     let all = bodies("c", 2000);
-    send_all(&queue, &all).await;
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let handle = SqliteQueue::open(queue.path()).unwrap();
@@ -579,15 +569,22 @@ fn unix_ms() -> u128 {
         .as_millis()
 }
 
-/// The child role of the multi-process tests; does nothing in a normal run.
-#[test]
-fn child_receiver() {
-    let Some(path) = std::env::var_os(CHILD_QUEUE).map(PathBuf::from) else {
+/// Runs `role` on the queue file named by `var`, in a child process of the
+/// multi-process tests; does nothing in a normal run (`var` unset).
+fn child_role<F: std::future::Future<Output = ()>>(var: &str, role: impl FnOnce(SqliteQueue) -> F) {
+    let Some(path) = std::env::var_os(var).map(PathBuf::from) else {
         return;
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let queue = SqliteQueue::open(&path).unwrap();
+    let queue = SqliteQueue::open(&path).expect("open the queue");
+    tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(role(queue));
+}
+
+/// The child role of the multi-process tests: drain, print each body.
+#[test]
+fn child_receiver() {
+    child_role(CHILD_QUEUE, |queue| async move {
         for body in drain(&queue).await {
             println!("{GOT}{body}");
         }
@@ -597,12 +594,7 @@ fn child_receiver() {
 /// The child role that sends one message and says when the send returned.
 #[test]
 fn child_sender() {
-    let Some(path) = std::env::var_os(CHILD_SENDER).map(PathBuf::from) else {
-        return;
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let queue = SqliteQueue::open(&path).unwrap();
+    child_role(CHILD_SENDER, |queue| async move {
         queue
             .send_batch(&["from a child".to_owned()])
             .await
@@ -613,10 +605,8 @@ fn child_sender() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_processes_share_one_file_and_each_message_goes_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = fresh(&dir);
+    let (_dir, queue) = filled("p", 1500).await;
     let all = bodies("p", 1500);
-    send_all(&queue, &all).await;
     let children: Vec<_> = (0..3)
         .map(|_| run_child("child_receiver", CHILD_QUEUE, queue.path()))
         .collect();

@@ -6,6 +6,7 @@
 
 pub mod bodies;
 pub mod pg_cluster;
+pub mod postgres;
 
 use std::future::Future;
 use std::path::Path;

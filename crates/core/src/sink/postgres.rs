@@ -245,7 +245,7 @@ async fn insert_logins(
     // Unsized varchar[] casts: the length limits of the table's columns are
     // then checked on assignment, and a value too long fails (22001) instead
     // of being silently truncated as an explicit varchar(n) cast would.
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO user_logins \
            (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date) \
          SELECT u.*, $7::date \
@@ -258,11 +258,8 @@ async fn insert_logins(
     .bind(masked_device_id)
     .bind(locale)
     .bind(app_version)
-    .bind(written_on)
-    .execute(conn)
-    .await
-    .map(|done| done.rows_affected())
-    .map_err(|e| classify("inserting user_logins", e))
+    .bind(written_on);
+    inserted(conn, query, "user_logins").await
 }
 
 /// One amount column as text, for an exact `::numeric` cast.
@@ -291,7 +288,7 @@ async fn insert_tune_events(
     let advertiser_id: Vec<Option<i64>> = rows.iter().map(|r| r.advertiser_id).collect();
     let extra: Vec<&str> = rows.iter().map(|r| r.extra.as_str()).collect();
 
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO tune_events \
            (event_id, action, occurred_at, transaction_id, offer_id, affiliate_id, \
             advertiser_id, payout, revenue, currency, country, status, masked_ip, \
@@ -325,11 +322,8 @@ async fn insert_tune_events(
     .bind(text(|r| r.masked_session_ip.as_deref()))
     .bind(text(|r| r.masked_user_agent.as_deref()))
     .bind(text(|r| r.masked_device_id.as_deref()))
-    .bind(extra)
-    .execute(conn)
-    .await
-    .map(|done| done.rows_affected())
-    .map_err(|e| classify("inserting tune_events", e))
+    .bind(extra);
+    inserted(conn, query, "tune_events").await
 }
 
 /// Inserts adjustments; an `(event_id, adjustment_sequence_id)` already
@@ -345,7 +339,7 @@ async fn insert_tune_adjustments(
     let num: Vec<Option<i64>> = rows.iter().map(|r| r.num).collect();
     let extra: Vec<&str> = rows.iter().map(|r| r.extra.as_str()).collect();
 
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO tune_adjustments \
            (event_id, adjustment_sequence_id, adjust_action, adjusted_at, num, payout, \
             revenue, current_payout, current_revenue, extra) \
@@ -367,11 +361,8 @@ async fn insert_tune_adjustments(
     .bind(amounts(rows, |r| r.revenue.as_ref()))
     .bind(amounts(rows, |r| r.current_payout.as_ref()))
     .bind(amounts(rows, |r| r.current_revenue.as_ref()))
-    .bind(extra)
-    .execute(conn)
-    .await
-    .map(|done| done.rows_affected())
-    .map_err(|e| classify("inserting tune_adjustments", e))
+    .bind(extra);
+    inserted(conn, query, "tune_adjustments").await
 }
 
 /// A rejected row with the key of the message it came from.
@@ -390,18 +381,29 @@ async fn insert_rejected(
         .map(|(_, r)| r.payload_format.as_str())
         .collect();
 
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO rejected_records (message_key, reason, payload, payload_format) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])",
     )
     .bind(message_key)
     .bind(reason)
     .bind(payload)
-    .bind(payload_format)
-    .execute(conn)
-    .await
-    .map(|done| done.rows_affected())
-    .map_err(|e| classify("inserting rejected_records", e))
+    .bind(payload_format);
+    inserted(conn, query, "rejected_records").await
+}
+
+/// Runs an UNNEST insert; returns the rows it inserted. `table` names the
+/// table in errors.
+async fn inserted(
+    conn: &mut PgConnection,
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    table: &str,
+) -> Result<u64, SinkError> {
+    query
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(|e| classify(&format!("inserting {table}"), e))
 }
 
 /// Sorts a sqlx error into transient or permanent, with a text free of row

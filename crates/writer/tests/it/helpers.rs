@@ -225,26 +225,9 @@ macro_rules! on_both_queues {
 
 /// A fresh PostgreSQL database on the server at `SLUICE_TEST_DATABASE_URL`.
 pub async fn fresh_postgres(admin_url: &str) -> String {
-    let name = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url)
+    sluice_testkit::postgres::fresh_database(admin_url)
         .await
-        .expect("connect to the test server");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    replace_database(admin_url, &name)
-}
-
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
+        .url
 }
 
 /// A database of either kind, for assertions.

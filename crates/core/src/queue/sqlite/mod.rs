@@ -67,9 +67,11 @@
 //! program wrote it) is moved to the dead-letter queue with a warning naming
 //! its message id, instead of failing every receive behind it.
 //!
-//! Files: `file` (opening, schema), `send` (SQS's checks), `space`
-//! (headroom), `receive` (receive, redrive, quarantine, delete), `wait`
-//! (long-poll wake-ups).
+//! Files: `file` (the file and its permissions), `schema` (tables and
+//! format check), `rules` (SQS's refusal rules), `send` (the send
+//! transaction), `space` (headroom), `receive` (receive, redrive,
+//! quarantine, delete), `wait` (long polling), `error`; the connection,
+//! its lock and the blocking calls are [`crate::sqlite`]'s.
 //!
 //! **Durability.** A send returns only after its commit is synced
 //! (`synchronous=FULL`): ingest answers 202 on it. Receives, deletes and
@@ -78,8 +80,11 @@
 //! lost, which means a redelivery, and the writer's receipts already make
 //! redeliveries harmless.
 
+mod error;
 mod file;
 mod receive;
+mod rules;
+mod schema;
 mod send;
 mod space;
 #[cfg(test)]
@@ -87,22 +92,22 @@ mod tests;
 mod wait;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
-use super::{
-    EntryFailure, MAX_BATCH_ENTRIES, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome,
-};
-use file::{init_schema, open_connection, read_max_receive_count, sqlite_error};
-use receive::{by_handles, data_version, fresh_nonce, parse_handle, try_receive};
-use send::{check_batch_len, refusal};
-use wait::{Leading, Waiting, notifier};
+use super::{EntryFailure, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome};
+use crate::sqlite::{SharedConnection, Synchronous};
+use error::sqlite_error;
+use file::open_connection;
+use receive::{by_handles, parse_handle};
+use rules::check_batch_len;
+use schema::{init_schema, read_max_receive_count};
+use wait::notifier;
 
 pub use space::{DEFAULT_MAX_BYTES, DEFAULT_MIN_FREE_BYTES, Limits};
 
@@ -139,16 +144,9 @@ impl Which {
 }
 
 #[derive(Debug)]
-struct Conn {
-    conn: Connection,
-    /// Whether `synchronous=FULL` is set (else NORMAL).
-    durable: bool,
-}
-
-#[derive(Debug)]
 struct Shared {
     path: PathBuf,
-    conn: Mutex<Conn>,
+    conn: SharedConnection,
     /// Shared by every handle on this file in this process: sends and
     /// visibility resets wake waiting receives at once.
     notify: Arc<Notify>,
@@ -174,18 +172,13 @@ impl Shared {
         durable: bool,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        // A panic while the lock was held leaves it poisoned, but the
-        // connection is fine once an abandoned transaction is rolled back.
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        if !conn.conn.is_autocommit() {
-            conn.conn.execute_batch("ROLLBACK")?;
-        }
-        if conn.durable != durable {
-            let level = if durable { "FULL" } else { "NORMAL" };
-            conn.conn.pragma_update(None, "synchronous", level)?;
-            conn.durable = durable;
-        }
-        f(&mut conn.conn)
+        let mut conn = self.conn.lock()?;
+        conn.set_synchronous(if durable {
+            Synchronous::Full
+        } else {
+            Synchronous::Normal
+        })?;
+        f(&mut conn)
     }
 }
 
@@ -214,10 +207,7 @@ impl SqliteQueue {
         Ok(Self {
             shared: Arc::new(Shared {
                 path,
-                conn: Mutex::new(Conn {
-                    conn,
-                    durable: true,
-                }),
+                conn: SharedConnection::new(conn, Synchronous::Full),
                 notify,
                 versions: [AtomicI64::new(i64::MIN), AtomicI64::new(i64::MIN)],
                 polling: AtomicBool::new(false),
@@ -271,29 +261,6 @@ impl SqliteQueue {
         &self.shared.path
     }
 
-    /// Polls `data_version` if no other receive of this handle does; true
-    /// when another connection committed since the last reading, after
-    /// waking every receive waiting on this file in this process.
-    async fn poll_for_commits<'a>(
-        &'a self,
-        leading: &mut Option<Leading<'a>>,
-    ) -> Result<bool, QueueError> {
-        if leading.is_none() {
-            *leading = Leading::take(&self.shared.polling);
-        }
-        if leading.is_none() {
-            return Ok(false);
-        }
-        let version = self
-            .run(false, "polling", |conn, _| data_version(conn))
-            .await?;
-        if self.version().swap(version, Ordering::AcqRel) == version {
-            return Ok(false);
-        }
-        self.shared.notify.notify_waiters();
-        Ok(true)
-    }
-
     /// How many receives of this handle (and its clones) are waiting for a
     /// message right now; lets tests act once a receive really waits.
     pub fn waiting_receives(&self) -> usize {
@@ -313,159 +280,26 @@ impl SqliteQueue {
     {
         let shared = Arc::clone(&self.shared);
         let which = self.which;
-        super::spawn_blocking(move || {
+        crate::sqlite::off_thread(move || {
             shared
                 .with_conn(durable, |conn| f(conn, which))
                 .map_err(|e| sqlite_error(&shared.path, doing, e))
         })
         .await
+        .map_err(|_| QueueError::new(None, "queue task cancelled or panicked"))?
     }
 }
+/// What a receive returns.
+type Received = Result<Vec<QueueMessage>, QueueError>;
+
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn send_batch(&self, bodies: &[String]) -> Result<SendOutcome, QueueError> {
-        check_batch_len(bodies.len())?;
-        let mut outcome = SendOutcome::default();
-        let mut rows = Vec::with_capacity(bodies.len());
-        let mut total = 0;
-        for (index, body) in bodies.iter().enumerate() {
-            if let Some(code) = refusal(body) {
-                outcome.failed.push(EntryFailure {
-                    index,
-                    code: code.into(),
-                    sender_fault: true,
-                });
-                continue;
-            }
-            total += body.len();
-            rows.push((index, uuid::Uuid::now_v7().to_string(), body.clone()));
-        }
-        if total > MAX_BATCH_BYTES {
-            return Err(QueueError::new(
-                Some("BatchRequestTooLong".into()),
-                format!(
-                    "BatchRequestTooLong: the bodies total {total} bytes, at most {MAX_BATCH_BYTES}"
-                ),
-            ));
-        }
-        if rows.is_empty() {
-            return Ok(outcome);
-        }
-        let path = self.shared.path.clone();
-        let limits = self.shared.limits;
-        let resuming = self.shared.refusing.is_set();
-        let sent = self
-            .run(true, "sending", move |conn, which| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                // Measured under the write lock: no other send can slip
-                // between the check and the insert.
-                let space = space::measure(&tx, &path)?;
-                space::record(&space);
-                if let Some(reason) = space::refusal(&limits, &space, total as u64, resuming) {
-                    return Ok(Err(reason));
-                }
-                let now = now_ms();
-                {
-                    // The receipt starts as a nonce of a receive's size, so
-                    // a receive rewrites the row in place (same length)
-                    // instead of copying its body: receiving then needs a
-                    // few pages of WAL, not the message's size.
-                    let mut stmt = tx.prepare_cached(
-                        "INSERT INTO sluice_queue_messages (queue, visible_at, message_id, sent_at, body, receipt)
-                         VALUES (?1, ?2, ?3, ?2, ?4, ?5)",
-                    )?;
-                    for (_, id, body) in &rows {
-                        stmt.execute(params![which.code(), now, id, body, fresh_nonce()])?;
-                    }
-                }
-                tx.commit()?;
-                Ok(Ok(rows
-                    .into_iter()
-                    .map(|(index, id, _)| (index, id))
-                    .collect::<Vec<_>>()))
-            })
-            .await;
-        let sent = match sent {
-            Ok(Ok(sent)) => sent,
-            Ok(Err(reason)) => {
-                self.shared.refusing.started(&self.shared.path, &reason);
-                return Err(QueueError::new(
-                    Some(super::QUEUE_FULL.into()),
-                    format!("queue file {}: full: {reason}", self.shared.path.display()),
-                ));
-            }
-            Err(e) => {
-                if e.is_full() {
-                    self.shared.refusing.started(&self.shared.path, &e.message);
-                }
-                return Err(e);
-            }
-        };
-        self.shared.refusing.ended(&self.shared.path);
-        self.shared.notify.notify_waiters();
-        outcome.sent = sent;
-        Ok(outcome)
+        send::send_batch(self, bodies).await
     }
 
-    async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, QueueError> {
-        let max = max.clamp(1, MAX_BATCH_ENTRIES);
-        let deadline = Instant::now() + wait.min(MAX_WAIT);
-        // At least 1 ms, so a message just received is not visible within
-        // the same transaction (SQS allows 0, which is as good as 1 ms).
-        let visibility_ms = millis(visibility.min(MAX_VISIBILITY)).max(1);
-        loop {
-            // Registered before looking, so a send between the look and the
-            // wait still wakes this receive.
-            let notified = self.shared.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let attempt = self
-                .run(false, "receiving", move |conn, which| {
-                    try_receive(conn, which, max, visibility_ms)
-                })
-                .await?;
-            // Later polls compare against the newest reading.
-            self.version()
-                .store(attempt.data_version, Ordering::Release);
-            if attempt.moved > 0 || attempt.messages.len() == max {
-                // The dead-letter queue has news, or more may be waiting
-                // here: let the other receives look.
-                self.shared.notify.notify_waiters();
-            }
-            if !attempt.messages.is_empty() || Instant::now() >= deadline {
-                return Ok(attempt.messages);
-            }
-            let mut wake = deadline;
-            if let Some(at) = attempt.next_visible_at {
-                let ms = u64::try_from(at - now_ms()).unwrap_or(0);
-                wake = wake.min(Instant::now() + Duration::from_millis(ms));
-            }
-            // Wait for a send here, a commit elsewhere, or the wake-up time.
-            // One waiting receive per handle polls; a change it sees wakes
-            // the rest through `notify`.
-            let _waiting = Waiting::enter(&self.shared.waiting);
-            let mut leading = Leading::take(&self.shared.polling);
-            loop {
-                let every = if leading.is_some() {
-                    POLL_INTERVAL
-                } else {
-                    FOLLOWER_INTERVAL
-                };
-                let tick = (Instant::now() + every).min(wake);
-                tokio::select! {
-                    () = &mut notified => break,
-                    () = tokio::time::sleep_until(tick) => {}
-                }
-                if Instant::now() >= wake || self.poll_for_commits(&mut leading).await? {
-                    break;
-                }
-            }
-        }
+    async fn receive(&self, max: usize, wait: Duration, visibility: Duration) -> Received {
+        wait::receive(self, max, wait, visibility).await
     }
 
     async fn delete_batch(

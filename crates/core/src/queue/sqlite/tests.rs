@@ -2,7 +2,7 @@
 
 use super::MAX_MESSAGE_BYTES;
 use super::receive::{handle, parse_handle};
-use super::send::refusal;
+use super::rules::refusal;
 
 #[test]
 fn handles_round_trip_and_garbage_is_refused() {

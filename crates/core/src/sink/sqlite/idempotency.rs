@@ -12,7 +12,8 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{SinkError, classify};
+use super::error::classify;
+use crate::sink::SinkError;
 use crate::idempotency::{Claim, Runs};
 use crate::records::MessageRows;
 

@@ -36,22 +36,20 @@ mod tests {
 
     #[test]
     fn many_connections_switch_a_fresh_file_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fresh.db");
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (path, barrier) = (path.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    let conn = Connection::open(&path).unwrap();
-                    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-                    barrier.wait();
-                    switch_to_wal(&conn, Duration::from_secs(5))
-                })
-            })
-            .collect();
-        for t in threads {
-            assert_eq!(t.join().unwrap().unwrap().to_ascii_lowercase(), "wal");
+        // An empty file is a fresh database to SQLite.
+        let fresh = tempfile::NamedTempFile::new().unwrap();
+        let path = fresh.path();
+        let modes = crate::testing::at_once(
+            8,
+            || {
+                let conn = Connection::open(path).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                conn
+            },
+            |conn| switch_to_wal(&conn, Duration::from_secs(5)),
+        );
+        for mode in modes {
+            assert_eq!(mode.unwrap().to_ascii_lowercase(), "wal");
         }
     }
 }
