@@ -1,4 +1,5 @@
-//! From decoded items to masked rows: classification (DESIGN section 6) and
+//! From decoded items to masked rows: classification (README, "Records and
+//! tables") and
 //! the per-kind conversions.
 //!
 //! Every item ends as exactly one row: in its kind's table, or in

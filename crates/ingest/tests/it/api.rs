@@ -1,6 +1,6 @@
-//! Every row of DESIGN section 4's table, each answered with its status and
-//! a JSON error body `{"error", "detail"}`; plus 404, 405, 408 and the
-//! health, readiness and metrics endpoints.
+//! Every row of the README's status table ("sluice-ingest"), each answered
+//! with its status and a JSON error body `{"error", "detail"}`; plus 404,
+//! 405, 408 and the health, readiness and metrics endpoints.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
