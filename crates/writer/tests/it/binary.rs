@@ -8,15 +8,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+
+pub(crate) use sluice_testkit::process::{drain, sigterm};
 
 use crate::helpers::*;
 
@@ -25,16 +26,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice-writer");
 /// The binary with a cleared environment holding only `env`, run in `dir`.
 /// The child is killed if the test drops it (a failing test leaves nothing).
 pub(crate) fn writer(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    sluice_testkit::process::command(BIN, dir, env, args)
 }
 
 /// What a finished run left behind.
@@ -245,17 +237,6 @@ async fn startup_error_log_format() {
 
 // ---------------------------------------------------------------- serve
 
-/// Reads a child's pipe to the end in the background, so it never fills.
-pub(crate) fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-    mut pipe: R,
-) -> JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf).await;
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
 /// Polls `check` every 50 ms until it holds or `timeout` passes.
 async fn holds_within<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
@@ -296,14 +277,6 @@ async fn fail_with_logs(
         "{what}\nstdout:\n{out}\nstderr (last lines):\n{}",
         tail.join("\n")
     );
-}
-
-pub(crate) fn sigterm(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM {pid}");
 }
 
 /// The 100 fixture records, one plain JSON object per message, through the
