@@ -174,20 +174,7 @@ pub async fn run(
         }));
     }
 
-    let mut result = LoadResult {
-        started_at_us,
-        finished_at_us: started_at_us,
-        wall: Duration::ZERO,
-        latency: latency_histogram(),
-        accepted_at_us: vec![None; bodies.len()],
-        requests: 0,
-        requests_accepted: 0,
-        events_sent: 0,
-        events_accepted: 0,
-        bytes_sent: 0,
-        errors: BTreeMap::new(),
-        warnings: BTreeMap::new(),
-    };
+    let mut result = LoadResult::empty(started_at_us, bodies.len());
     for task in tasks {
         let partial = task.await?;
         result.latency.add(&partial.latency)?;
@@ -204,6 +191,25 @@ pub async fn run(
 }
 
 impl LoadResult {
+    /// Nothing sent yet, for `requests` requests, the clock started at
+    /// `started_at_us`.
+    fn empty(started_at_us: i64, requests: usize) -> Self {
+        Self {
+            started_at_us,
+            finished_at_us: started_at_us,
+            wall: Duration::ZERO,
+            latency: latency_histogram(),
+            accepted_at_us: vec![None; requests],
+            requests: 0,
+            requests_accepted: 0,
+            events_sent: 0,
+            events_accepted: 0,
+            bytes_sent: 0,
+            errors: BTreeMap::new(),
+            warnings: BTreeMap::new(),
+        }
+    }
+
     fn record(&mut self, plan: &Plan, bodies: &[Bytes], index: usize, outcome: Outcome, at: i64) {
         let events = plan.events_of(index).count() as u64;
         self.requests += 1;

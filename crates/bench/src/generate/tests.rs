@@ -58,6 +58,13 @@ fn ids_are_unique_and_prefixed() {
     }
 }
 
+/// `event` is an object holding every one of `fields`.
+fn assert_has(event: &Value, fields: &[&str]) {
+    for field in fields {
+        assert!(event.get(field).is_some(), "{field} missing in {event}");
+    }
+}
+
 #[test]
 fn events_are_deterministic_per_run() {
     let a = generator(Kind::Mixed);
@@ -74,30 +81,32 @@ fn tune_events_have_the_typical_fields() {
     for n in 0..2000 {
         let event = g.event(n);
         let obj = event.as_object().unwrap();
-        for field in [
-            "action",
-            "event_id",
-            "affiliate_id",
-            "offer_id",
-            "advertiser_id",
-            "ip",
-            "user_agent",
-            "aff_sub",
-            "country_code",
-            "currency",
-            "datetime",
-        ] {
-            assert!(obj.contains_key(field), "{field} missing in {event}");
-        }
+        assert_has(
+            &event,
+            &[
+                "action",
+                "event_id",
+                "affiliate_id",
+                "offer_id",
+                "advertiser_id",
+                "ip",
+                "user_agent",
+                "aff_sub",
+                "country_code",
+                "currency",
+                "datetime",
+            ],
+        );
         assert!(!obj.contains_key("adjust_action"));
         let action = obj["action"].as_str().unwrap();
         kinds.insert(action.to_owned());
         match action {
             "click" => assert!(obj.contains_key("transaction_id")),
             "conversion" => {
-                for field in ["payout", "revenue", "transaction_id", "conversion_id"] {
-                    assert!(obj.contains_key(field), "{field} missing in {event}");
-                }
+                assert_has(
+                    &event,
+                    &["payout", "revenue", "transaction_id", "conversion_id"],
+                );
                 assert!(obj["revenue"].as_f64() >= obj["payout"].as_f64());
             }
             "impression" => {}
@@ -129,16 +138,17 @@ fn logins_have_the_login_fields() {
     for n in 0..500 {
         let event = g.event(n);
         let obj = event.as_object().unwrap();
-        for field in [
-            "user_id",
-            "ip",
-            "device_id",
-            "app_version",
-            "locale",
-            "device_type",
-        ] {
-            assert!(obj.contains_key(field), "{field} missing in {event}");
-        }
+        assert_has(
+            &event,
+            &[
+                "user_id",
+                "ip",
+                "device_id",
+                "app_version",
+                "locale",
+                "device_type",
+            ],
+        );
         assert!(!obj.contains_key("event_id") && !obj.contains_key("action"));
     }
 }

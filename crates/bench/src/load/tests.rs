@@ -43,20 +43,7 @@ fn classify_answers() {
 fn record_counts_events_and_maps_requests() {
     let plan = Plan::new(250, 100);
     let bodies = vec![Bytes::from_static(b"[]"); plan.requests()];
-    let mut result = LoadResult {
-        started_at_us: 0,
-        finished_at_us: 0,
-        wall: Duration::ZERO,
-        latency: latency_histogram(),
-        accepted_at_us: vec![None; 3],
-        requests: 0,
-        requests_accepted: 0,
-        events_sent: 0,
-        events_accepted: 0,
-        bytes_sent: 0,
-        errors: BTreeMap::new(),
-        warnings: BTreeMap::new(),
-    };
+    let mut result = LoadResult::empty(0, 3);
     result.record(
         &plan,
         &bodies,

@@ -339,10 +339,7 @@ async fn localstack_spellings_still_re_pack(server: Server) {
 /// INGEST_MAX_PENDING_BYTES; a request that finds no room gets 503
 /// `overloaded` at once, and the held one still lands.
 async fn pending_memory_is_bounded(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let wrapped = Wrapped::new(queue.shared(), Faults::default());
-    wrapped.close_gate();
+    let (queue, wrapped) = require!(gated_queue(server).await);
     let mut settings = test_settings();
     settings.batch.max_pending_bytes = 16 * 1024;
     settings.batch.enqueue_timeout = Duration::from_secs(20);

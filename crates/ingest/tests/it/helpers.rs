@@ -277,6 +277,16 @@ pub struct Wrapped {
     pub held: AtomicUsize,
 }
 
+/// A fresh queue on `server` (`None`: skip), and the same queue wrapped with
+/// its gate closed: sends are held until the test opens it.
+pub async fn gated_queue(server: Server) -> Option<(TestQueue, Arc<Wrapped>)> {
+    let endpoint = server.endpoint()?;
+    let queue = TestQueue::new(&endpoint).await;
+    let wrapped = Wrapped::new(queue.shared(), Faults::default());
+    wrapped.close_gate();
+    Some((queue, wrapped))
+}
+
 impl Wrapped {
     pub fn new(inner: Arc<dyn Queue>, faults: Faults) -> Arc<Self> {
         let (gate_tx, gate) = watch::channel(true);

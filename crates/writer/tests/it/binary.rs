@@ -409,17 +409,8 @@ async fn binary_fixture_text_logs(backend: Backend) {
         .find_map(|l| l.masked_ip.clone())
         .expect("a masked ip");
     assert!(masked.starts_with("enc:"), "ips are encrypted: {masked}");
-    let env = [
-        ("PII_KEY", test_key_base64()),
-        ("USER", "it-operator".to_owned()),
-    ];
-    let out = run(
-        dir.path(),
-        &env,
-        &["recover", &masked],
-        Duration::from_secs(30),
-    )
-    .await;
+    let env = operator_env();
+    let out = recover(dir.path(), &env, &masked).await;
     assert!(out.status.success(), "recover exits 0: {}", out.stderr);
     let plain = out
         .stdout
@@ -445,7 +436,32 @@ on_both_queues! {
     binary_fixture_sqlite_json_logs => binary_fixture_json_logs();
 }
 
+/// `sluice-writer setup`, the `round`-th time: it exits 0 within 60 s.
+pub(crate) async fn setup_succeeds(dir: &Path, env: &[(&str, String)], round: u32) -> Finished {
+    let out = run(dir, env, &["setup"], Duration::from_secs(60)).await;
+    assert!(
+        out.status.success(),
+        "setup #{round} exits 0, got {:?}: {}",
+        out.status,
+        out.stderr
+    );
+    out
+}
+
 // ---------------------------------------------------------------- recover
+
+/// The tests' key, and `it-operator` as the user running `recover`.
+fn operator_env() -> [(&'static str, String); 2] {
+    [
+        ("PII_KEY", test_key_base64()),
+        ("USER", "it-operator".to_owned()),
+    ]
+}
+
+/// `sluice-writer recover <masked>`, to completion.
+async fn recover(dir: &Path, env: &[(&str, String)], masked: &str) -> Finished {
+    run(dir, env, &["recover", masked], Duration::from_secs(30)).await
+}
 
 #[tokio::test]
 async fn recover_prints_the_original_and_audits_without_it() {
@@ -455,17 +471,8 @@ async fn recover_prints_the_original_and_audits_without_it() {
     let key_id = masker().keyring().current().id().to_owned();
     assert!(masked.starts_with(&format!("enc:{key_id}:")));
 
-    let env = [
-        ("PII_KEY", test_key_base64()),
-        ("USER", "it-operator".to_owned()),
-    ];
-    let out = run(
-        dir.path(),
-        &env,
-        &["recover", &masked],
-        Duration::from_secs(30),
-    )
-    .await;
+    let env = operator_env();
+    let out = recover(dir.path(), &env, &masked).await;
     assert!(
         out.status.success(),
         "exit 0, got {:?}: {}",
@@ -633,13 +640,7 @@ async fn setup_twice_embedded_queue() {
             ("DATABASE_URL", sqlite_url(&db_path)),
             ("WRITER_MAX_RECEIVE_COUNT", max.to_owned()),
         ];
-        let out = run(dir.path(), &env, &["setup"], Duration::from_secs(60)).await;
-        assert!(
-            out.status.success(),
-            "setup #{round} exits 0, got {:?}: {}",
-            out.status,
-            out.stderr
-        );
+        setup_succeeds(dir.path(), &env, round).await;
         let queue = sluice_core::queue::sqlite::SqliteQueue::open(&queue_path).unwrap();
         assert_eq!(
             queue.max_receive_count().unwrap().to_string(),

@@ -188,6 +188,18 @@ async fn assert_held(queue: &TestQueue, db: &TestDb, messages: usize, hold: Dura
     }
 }
 
+/// Frees the space the filler took; then every message lands exactly once
+/// and none is dead-lettered.
+async fn lands_once_space_returns(filler: PathBuf, queue: &TestQueue, db: &TestDb, logins: usize) {
+    std::fs::remove_file(filler).unwrap();
+    eventually(LAND_WITHIN, "every message lands", || async move {
+        queue.remaining().await == 0
+    })
+    .await;
+    assert_exactly_once(db, logins).await;
+    assert_eq!(queue.dead_letters().await, 0);
+}
+
 /// Every login exactly once: as many rows as distinct user ids as expected.
 async fn assert_exactly_once(db: &TestDb, expected: usize) {
     let rows = db
@@ -328,14 +340,7 @@ async fn a_full_database_keeps_the_messages_and_lands_them_once_space_returns() 
     assert_held(&queue, &db, bodies.len(), Duration::from_secs(15)).await;
 
     // Space returns: everything lands once, and the writer is ready again.
-    std::fs::remove_file(filler).unwrap();
-    eventually(LAND_WITHIN, "every message lands", || {
-        let queue = &queue;
-        async move { queue.remaining().await == 0 }
-    })
-    .await;
-    assert_exactly_once(&db, records.len()).await;
-    assert_eq!(queue.dead_letters().await, 0);
+    lands_once_space_returns(filler, &queue, &db, records.len()).await;
     poll_until(
         Duration::from_secs(30),
         "/readyz 200 again",
@@ -371,14 +376,7 @@ async fn a_full_postgres_disk_is_retried_without_deleting_and_lands_once_space_r
     assert!(said.contains("53100"), "names the full disk: {said}");
     assert_held(&queue, &db, bodies.len(), Duration::from_secs(10)).await;
 
-    std::fs::remove_file(filler).unwrap();
-    eventually(LAND_WITHIN, "every message lands", || {
-        let queue = &queue;
-        async move { queue.remaining().await == 0 }
-    })
-    .await;
-    assert_exactly_once(&db, records.len()).await;
-    assert_eq!(queue.dead_letters().await, 0);
+    lands_once_space_returns(filler, &queue, &db, records.len()).await;
     writer.stop().await;
     drop(cluster);
 }

@@ -325,6 +325,20 @@ impl TestDb {
 
     /// Row count of a table; 0 when the table does not exist yet or the
     /// database is unreachable (tests poll through outages).
+    /// Rows in every table a record can end in: its kind's, or rejected.
+    pub async fn rows_of_any_kind(&self) -> i64 {
+        let mut rows = 0;
+        for table in [
+            "user_logins",
+            "tune_events",
+            "tune_adjustments",
+            "rejected_records",
+        ] {
+            rows += self.count(table).await;
+        }
+        rows
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         match self {
