@@ -9,6 +9,16 @@ use super::*;
 
 const NOW: i64 = 1_790_000_000;
 
+/// The fields of every user-login record.
+const LOGIN_FIELDS: [&str; 6] = [
+    "user_id",
+    "ip",
+    "device_id",
+    "app_version",
+    "locale",
+    "device_type",
+];
+
 fn generator(kind: Kind) -> Generator {
     Generator::new("testrun", kind, NOW)
 }
@@ -58,11 +68,27 @@ fn ids_are_unique_and_prefixed() {
     }
 }
 
-/// `event` is an object holding every one of `fields`.
-fn assert_has(event: &Value, fields: &[&str]) {
-    for field in fields {
-        assert!(event.get(field).is_some(), "{field} missing in {event}");
-    }
+/// The first `count` events of a run of `kind`, each checked to be an
+/// object holding every one of `present` and none of `absent`.
+fn events_having(
+    kind: Kind,
+    count: u64,
+    present: &[&str],
+    absent: &[&str],
+) -> Vec<Map<String, Value>> {
+    let g = generator(kind);
+    (0..count)
+        .map(|n| {
+            let event = g.event(n);
+            for field in present {
+                assert!(event.get(field).is_some(), "{field} missing in {event}");
+            }
+            for field in absent {
+                assert!(event.get(field).is_none(), "{field} in {event}");
+            }
+            event.as_object().unwrap().clone()
+        })
+        .collect()
 }
 
 #[test]
@@ -76,37 +102,29 @@ fn events_are_deterministic_per_run() {
 
 #[test]
 fn tune_events_have_the_typical_fields() {
-    let g = generator(Kind::Tune);
     let mut kinds = HashSet::new();
-    for n in 0..2000 {
-        let event = g.event(n);
-        let obj = event.as_object().unwrap();
-        assert_has(
-            &event,
-            &[
-                "action",
-                "event_id",
-                "affiliate_id",
-                "offer_id",
-                "advertiser_id",
-                "ip",
-                "user_agent",
-                "aff_sub",
-                "country_code",
-                "currency",
-                "datetime",
-            ],
-        );
-        assert!(!obj.contains_key("adjust_action"));
+    let fields = [
+        "action",
+        "event_id",
+        "affiliate_id",
+        "offer_id",
+        "advertiser_id",
+        "ip",
+        "user_agent",
+        "aff_sub",
+        "country_code",
+        "currency",
+        "datetime",
+    ];
+    for obj in events_having(Kind::Tune, 2000, &fields, &["adjust_action"]) {
         let action = obj["action"].as_str().unwrap();
         kinds.insert(action.to_owned());
         match action {
             "click" => assert!(obj.contains_key("transaction_id")),
             "conversion" => {
-                assert_has(
-                    &event,
-                    &["payout", "revenue", "transaction_id", "conversion_id"],
-                );
+                for field in ["payout", "revenue", "transaction_id", "conversion_id"] {
+                    assert!(obj.contains_key(field), "{field} missing in {obj:?}");
+                }
                 assert!(obj["revenue"].as_f64() >= obj["payout"].as_f64());
             }
             "impression" => {}
@@ -134,23 +152,7 @@ fn tune_events_have_the_typical_fields() {
 
 #[test]
 fn logins_have_the_login_fields() {
-    let g = generator(Kind::Login);
-    for n in 0..500 {
-        let event = g.event(n);
-        let obj = event.as_object().unwrap();
-        assert_has(
-            &event,
-            &[
-                "user_id",
-                "ip",
-                "device_id",
-                "app_version",
-                "locale",
-                "device_type",
-            ],
-        );
-        assert!(!obj.contains_key("event_id") && !obj.contains_key("action"));
-    }
+    events_having(Kind::Login, 500, &LOGIN_FIELDS, &["event_id", "action"]);
 }
 
 #[test]
@@ -192,14 +194,7 @@ fn sample_data_is_valid() {
         } else if obj.contains_key("event_id") && obj.contains_key("action") {
             obj["action"].as_str().unwrap()
         } else {
-            for field in [
-                "user_id",
-                "ip",
-                "device_id",
-                "app_version",
-                "locale",
-                "device_type",
-            ] {
+            for field in LOGIN_FIELDS {
                 assert!(obj.contains_key(field), "{field} missing in {record}");
             }
             "login"

@@ -175,6 +175,23 @@ fn e2e_clamps_rows_loaded_before_the_answer() {
     assert_eq!(e2e.histogram.min(), 0);
 }
 
+/// `verify` of `tune_events` alone, waiting up to `wait`, polling every 20 ms.
+fn verify_tune_events(
+    rt: &tokio::runtime::Runtime,
+    db: &Db,
+    expect: &Expectation<'_>,
+    wait: Duration,
+) -> Verification {
+    rt.block_on(verify(
+        db,
+        expect,
+        &[Table::TuneEvents],
+        wait,
+        Duration::from_millis(20),
+    ))
+    .unwrap()
+}
+
 #[test]
 fn verify_waits_for_rows_that_arrive_late() {
     let path = std::env::temp_dir().join(format!(
@@ -214,15 +231,7 @@ fn verify_waits_for_rows_that_arrive_late() {
                 .unwrap();
         }
     });
-    let v = rt
-        .block_on(verify(
-            &db,
-            &expect,
-            &[Table::TuneEvents],
-            Duration::from_secs(10),
-            Duration::from_millis(20),
-        ))
-        .unwrap();
+    let v = verify_tune_events(&rt, &db, &expect, Duration::from_secs(10));
     inserter.join().unwrap();
     assert_eq!(v.tables[0].missing, 0, "{:?}", v.tables);
     assert_eq!(v.tables[0].duplicated_events, 0);
@@ -238,15 +247,7 @@ fn verify_waits_for_rows_that_arrive_late() {
         plan,
         accepted_at_us: &accepted,
     };
-    let v = rt
-        .block_on(verify(
-            &db,
-            &expect,
-            &[Table::TuneEvents],
-            Duration::from_millis(150),
-            Duration::from_millis(20),
-        ))
-        .unwrap();
+    let v = verify_tune_events(&rt, &db, &expect, Duration::from_millis(150));
     assert!(v.timed_out);
     assert_eq!(v.tables[0].missing, 4);
     drop(db);
