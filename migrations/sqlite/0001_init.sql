@@ -3,7 +3,7 @@
 -- and compare as strings.
 --
 -- Every statement is IF NOT EXISTS because `user_logins` may already exist,
--- created by someone else with the plain DDL of DESIGN section 6.
+-- created by someone else with the plain DDL in the README ("Records and tables").
 -- No BEGIN/COMMIT here: the embedded runner applies each file inside its own
 -- transaction.
 

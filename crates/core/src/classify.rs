@@ -1,4 +1,5 @@
-//! From decoded items to masked rows: classification (DESIGN section 6) and
+//! From decoded items to masked rows: classification (README, "Records and
+//! tables") and
 //! the per-kind conversions.
 //!
 //! The rule that decides a record's kind ([`RecordKind::by_fields`]) and the

@@ -9,7 +9,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::idempotency::{Identity, RowOrigins};
 
-/// One row of `user_logins`, exactly DESIGN section 6's columns but the date,
+/// One row of `user_logins`, exactly the columns of its plain DDL
+/// (migrations/postgres/0001_init.sql) but the date,
 /// which is the batch's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginRow {

@@ -79,14 +79,6 @@ fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `sh -c command` in `dir`, with the environment a new terminal would have.
 fn shell(dir: &Path, command: &str, env: &[(String, String)]) -> Command {
     let mut cmd = Command::new("sh");
@@ -206,7 +198,7 @@ fn the_readme_quickstart_works_on_a_clean_checkout() {
     let mut env = Vec::new();
     let mut second: Vec<String> = second.clone();
     if !port_is_free(8080) {
-        let port = free_port();
+        let port = sluice_testkit::free_port();
         eprintln!("port 8080 is busy here; the quickstart runs on {port} instead");
         env.push(("INGEST_ADDR".to_owned(), format!("127.0.0.1:{port}")));
         for command in &mut second {
@@ -216,7 +208,7 @@ fn the_readme_quickstart_works_on_a_clean_checkout() {
     if !port_is_free(9090) {
         env.push((
             "WRITER_ADDR".to_owned(),
-            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", sluice_testkit::free_port()),
         ));
     }
 

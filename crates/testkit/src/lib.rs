@@ -1,20 +1,31 @@
-//! Test support shared by the integration-test binaries of ingest and
-//! writer, so the rules for services are written once: an address comes from
-//! the environment; without it a test is skipped, or fails under
-//! `SLUICE_REQUIRE_SERVICES=1`; waiting is polling with a deadline, never a
-//! sleep standing in for a condition.
+//! Test support shared by the tests of every crate, so the rules for
+//! services are written once: an address comes from the environment; without
+//! it a test is skipped, or fails under `SLUICE_REQUIRE_SERVICES=1`; waiting
+//! is polling with a deadline, never a sleep standing in for a condition.
+//! And so that helpers several crates' tests need (starting a binary,
+//! reading `/metrics`, a tmpfs to fill, text that does not compress) are
+//! written once too.
 
 pub mod bodies;
+pub mod metrics;
 pub mod pg_cluster;
 pub mod postgres;
+pub mod process;
+pub mod text;
+pub mod tmpfs;
+
+pub use metrics::{metric_value, promtool_check, undescribed_metrics};
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use sluice_core::queue::sqlite::SqliteQueue;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 fn require_services() -> bool {
     std::env::var("SLUICE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
@@ -44,6 +55,14 @@ macro_rules! require {
     };
 }
 
+/// A port on 127.0.0.1 where nothing listens (the OS's pick, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
 /// Polls `check` every 50 ms until it holds, failing after `timeout`.
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
 where
@@ -59,6 +78,32 @@ where
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `probe` every 100 ms until `done` holds for what it returns, and
+/// returns that; fails after `timeout` naming `what` and the last value.
+pub async fn poll_until<T, F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut probe: F,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last: {value:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -117,70 +162,43 @@ pub async fn queue_counts(queue: &SqsQueue) -> (u64, u64) {
     )
 }
 
-/// `promtool check metrics` over a Prometheus text exposition: `Some` of
-/// its findings (empty when the text is clean), or `None` (skip) when
-/// promtool is not installed — a failure under `SLUICE_REQUIRE_SERVICES=1`
-/// (`.ci/run` installs it: Debian's `prometheus` package).
-pub fn promtool_check(text: &str) -> Option<String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if require_services() => {
-            panic!("promtool cannot run ({e}) and SLUICE_REQUIRE_SERVICES=1")
-        }
-        Err(_) => {
-            eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
-            return None;
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text.as_bytes()).expect("write to promtool");
-    }
-    let out = child.wait_with_output().expect("run promtool");
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() && findings.trim().is_empty() {
-        Some(String::new())
-    } else {
-        Some(format!("exit {}: {}", out.status, findings.trim()))
-    }
+/// A service (an `Application`) running on a task of this process until
+/// its token is cancelled: what tests run instead of the binary when they
+/// need to reach inside.
+pub struct Service {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<()>,
 }
 
-/// Names of the metrics in a text exposition that lack a `# HELP` or a
-/// `# TYPE` line.
-pub fn undescribed_metrics(text: &str) -> Vec<String> {
-    let described = |kind: &str, name: &str| {
-        text.lines().any(|l| {
-            l.strip_prefix(kind)
-                .and_then(|r| r.split_whitespace().next())
-                == Some(name)
-        })
-    };
-    let mut missing: Vec<String> = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(|sample| {
-            // Histogram series carry suffixes; HELP and TYPE name the family.
-            ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| sample.strip_suffix(s).filter(|f| described("# TYPE ", f)))
-                .unwrap_or(sample)
-                .to_owned()
-        })
-        .filter(|name| !described("# HELP ", name) || !described("# TYPE ", name))
-        .collect();
-    missing.sort_unstable();
-    missing.dedup();
-    missing
+impl Service {
+    /// Spawns `run` (an `Application::run`) for the service listening on
+    /// `addr`.
+    pub fn spawn<F>(addr: SocketAddr, run: impl FnOnce(CancellationToken) -> F) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(run(shutdown.clone()));
+        Self {
+            addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// `http://addr` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Cancels the token and waits up to 30 s for the service to return;
+    /// `what` names it in the failure.
+    pub async fn stop(self, what: &str) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .unwrap_or_else(|_| panic!("{what} stops within 30 s"))
+            .unwrap_or_else(|e| panic!("{what} task: {e}"));
+    }
 }

@@ -53,11 +53,7 @@ impl Cluster {
                 .args(["-R", "postgres"])
                 .arg(data.path()));
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_port();
         let cluster = Self {
             bin: bin.to_owned(),
             data,

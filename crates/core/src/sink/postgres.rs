@@ -13,8 +13,8 @@
 //!
 //! UNNEST binds one parameter per *column*, not per value, so a batch of any
 //! size stays far below PostgreSQL's 65,535-parameter limit, and it was the
-//! fastest method measured (NOTES.md). Rows are still sent in chunks of
-//! `CHUNK_ROWS` to bound the size of one statement.
+//! fastest method measured (ARCHITECTURE.md, "Measured choices"). Rows are
+//! still sent in chunks of `CHUNK_ROWS` to bound the size of one statement.
 //!
 //! Columns are always named in the `INSERT`, so a `user_logins` table that
 //! someone else created (same columns, any order) works as well.
@@ -44,7 +44,8 @@ use crate::records::{
 /// before it reports the database as unavailable.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Rows per `INSERT … UNNEST` statement: measured fast at 5,000 (NOTES.md),
+/// Rows per `INSERT … UNNEST` statement: measured fast at 5,000
+/// (ARCHITECTURE.md, "Measured choices"),
 /// and it keeps one statement's arrays to a few megabytes.
 const CHUNK_ROWS: usize = 5_000;
 

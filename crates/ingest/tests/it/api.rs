@@ -1,11 +1,12 @@
-//! Every row of DESIGN section 4's table, each answered with its status and
-//! a JSON error body `{"error", "detail"}`; plus 404, 405, 408 and the
-//! health, readiness and metrics endpoints.
+//! Every row of the README's status table ("sluice-ingest"), each answered
+//! with its status and a JSON error body `{"error", "detail"}`; plus 404,
+//! 405, 408 and the health, readiness and metrics endpoints.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sluice_testkit::text::incompressible_letters;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
@@ -226,15 +227,7 @@ async fn payload_too_large_413() {
     assert!(a.text.contains("262144"), "{}", a.text);
 
     // One event larger than a message: the detail names the limit.
-    let mut x = 7u64;
-    let noise: String = (0..40_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect();
+    let noise = incompressible_letters(7, 40_000);
     let events = json!([{"event_id": "ok"}, {"event_id": "huge", "ip": SECRET, "blob": noise}]);
     let a = ingest.post_json(&events).await;
     assert_eq!(a.error(413), "event_too_large");

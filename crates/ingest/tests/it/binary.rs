@@ -8,11 +8,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use sluice_testkit::process::{log_lines, logged_address, sigterm};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use crate::helpers::*;
@@ -23,16 +23,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice-ingest");
 const SECRET_IP: &str = "203.0.113.199";
 const SECRET_ID: &str = "device-7f3a9c-secret";
 
-fn ingest(dir: &Path, env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+/// The binary with a cleared environment holding only `env`, run in `dir`.
+pub(crate) fn ingest(dir: &Path, env: &[(&str, String)]) -> Command {
+    sluice_testkit::process::command(BIN, dir, env, &[])
 }
 
 /// Runs with `env` and checks the contract for a bad setting: exit 2,
@@ -195,23 +188,10 @@ async fn serves_logs_no_content_and_stops(queue: TestQueue, mut env: Vec<(&'stat
     ]);
     let mut child = ingest(&dir, &env).spawn().unwrap();
     let pid = child.id().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = log_lines(child.stderr.take().unwrap());
     let mut logs = String::new();
     // The address comes from the start-up log line.
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
-            .await
-            .expect("a start-up log line within 30 s")
-            .unwrap()
-            .expect("the binary is still running");
-        logs.push_str(&line);
-        logs.push('\n');
-        let v: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        if v["message"] == "ingest listening" {
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let addr = logged_address(&mut stderr, "ingest listening", &mut logs).await;
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/events");
     let post = |body: String, ct: &'static str| {
@@ -260,11 +240,7 @@ async fn serves_logs_no_content_and_stops(queue: TestQueue, mut env: Vec<(&'stat
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(pid);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("exits within 30 s of SIGTERM")

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
+use sluice_testkit::text::incompressible_letters;
 
 use crate::helpers::*;
 
@@ -291,15 +292,7 @@ async fn a_smaller_queue_limit_is_learned(server: Server) {
         .assert_exactly_once("event_id", &more);
 
     // An event that does not fit the queue's limit even alone: 413.
-    let mut x = 3u64;
-    let noise: String = (0..6_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect();
+    let noise = incompressible_letters(3, 6_000);
     let a = ingest
         .post_json(&json!([{"event_id": "fits"}, {"event_id": "too-big", "blob": noise}]))
         .await;
@@ -346,10 +339,7 @@ async fn localstack_spellings_still_re_pack(server: Server) {
 /// INGEST_MAX_PENDING_BYTES; a request that finds no room gets 503
 /// `overloaded` at once, and the held one still lands.
 async fn pending_memory_is_bounded(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let wrapped = Wrapped::new(queue.shared(), Faults::default());
-    wrapped.close_gate();
+    let (queue, wrapped) = require!(gated_queue(server).await);
     let mut settings = test_settings();
     settings.batch.max_pending_bytes = 16 * 1024;
     settings.batch.enqueue_timeout = Duration::from_secs(20);

@@ -26,7 +26,7 @@ use sluice_ingest::startup::Application;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use sluice_testkit::{eventually, require, service};
+pub use sluice_testkit::{Service, eventually, metric_value, require, service};
 
 /// The emulator's endpoint, or skip.
 pub fn sqs() -> Option<String> {
@@ -231,11 +231,7 @@ pub async fn sqs_queue_at(url: &str) -> Arc<dyn Queue> {
 
 /// A URL on a port where nothing listens.
 pub fn closed_port_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sluice_testkit::free_port();
     format!("http://127.0.0.1:{port}/000000000000/nothing-here")
 }
 
@@ -279,6 +275,16 @@ pub struct Wrapped {
     gate_tx: watch::Sender<bool>,
     /// Calls waiting at the gate.
     pub held: AtomicUsize,
+}
+
+/// A fresh queue on `server` (`None`: skip), and the same queue wrapped with
+/// its gate closed: sends are held until the test opens it.
+pub async fn gated_queue(server: Server) -> Option<(TestQueue, Arc<Wrapped>)> {
+    let endpoint = server.endpoint()?;
+    let queue = TestQueue::new(&endpoint).await;
+    let wrapped = Wrapped::new(queue.shared(), Faults::default());
+    wrapped.close_gate();
+    Some((queue, wrapped))
 }
 
 impl Wrapped {
@@ -445,9 +451,11 @@ impl RunningIngest {
         let app = Application::build("127.0.0.1:0".parse().unwrap(), queue, settings)
             .await
             .unwrap();
-        let addr = app.local_addr();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app.run(shutdown.clone()));
+        let Service {
+            addr,
+            shutdown,
+            handle,
+        } = Service::spawn(app.local_addr(), |t| app.run(t));
         Self {
             addr,
             shutdown,
@@ -462,11 +470,19 @@ impl RunningIngest {
 
     /// Signals shutdown and waits for the service to finish.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .expect("ingest stops within 30 s")
-            .expect("ingest task");
+        let Self {
+            addr,
+            shutdown,
+            handle,
+            ..
+        } = self;
+        Service {
+            addr,
+            shutdown,
+            handle,
+        }
+        .stop("ingest")
+        .await;
     }
 
     /// POSTs `body` to /events with the given headers.
@@ -570,13 +586,6 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
-}
-
-pub fn metric_value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 // ---------------------------------------------------------------- data

@@ -11,10 +11,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 async fn requests_in_flight_are_answered_and_flushed(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let wrapped = Wrapped::new(queue.shared(), Faults::default());
-    wrapped.close_gate();
+    let (queue, wrapped) = require!(gated_queue(server).await);
     let mut settings = test_settings();
     settings.batch.flush_concurrency = 6;
     settings.batch.enqueue_timeout = Duration::from_secs(20);
@@ -70,10 +67,7 @@ async fn requests_in_flight_are_answered_and_flushed(server: Server) {
 /// Requests that cannot finish before the shutdown timeout do not hold the
 /// service up: it returns, and those requests get no 202.
 async fn shutdown_timeout_bounds_the_wait(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let wrapped = Wrapped::new(queue.shared(), Faults::default());
-    wrapped.close_gate();
+    let (_queue, wrapped) = require!(gated_queue(server).await);
     let mut settings = test_settings();
     settings.shutdown_timeout = Duration::from_secs(1);
     settings.batch.enqueue_timeout = Duration::from_secs(60);

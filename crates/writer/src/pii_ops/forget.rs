@@ -24,7 +24,7 @@ use super::progress::Progress;
 use super::store::{Change, ColumnKind, Row, Store, TABLES, Table};
 use super::subject::Subject;
 use super::tokens;
-use super::{OpsError, Tally, audit, field_label, sweep};
+use super::{OpsError, Tally, audit, configured_key_ids, field_label, sweep};
 
 #[derive(Debug, Default)]
 struct Done {
@@ -115,11 +115,7 @@ pub async fn run(
     operator: &str,
     request: Request,
 ) -> Result<(), OpsError> {
-    let key_ids = std::iter::once(masker.keyring().current())
-        .chain(masker.keyring().older())
-        .map(|k| k.id().to_owned())
-        .collect::<Vec<_>>()
-        .join(",");
+    let key_ids = configured_key_ids(&masker).join(",");
     let fields = request
         .pairs
         .iter()

@@ -13,7 +13,7 @@ use sluice_core::masking::Masker;
 use super::progress::Progress;
 use super::store::{Change, Row, Store, TABLES, Table};
 use super::tokens::{self, Kind};
-use super::{OpsError, Tally, sweep};
+use super::{OpsError, Tally, configured_key_ids, sweep};
 
 /// Values per (key id, kind, table, column).
 #[derive(Debug, Default)]
@@ -67,10 +67,7 @@ pub async fn usage(store: &Store, batch_rows: usize) -> Result<Usage, OpsError> 
 pub async fn run(masker: &Masker, store: &Store, as_json: bool) -> Result<(), OpsError> {
     let usage = usage(store, 10_000).await?;
     // Every configured key, used or not, then any other id found.
-    let mut ids: Vec<String> = std::iter::once(masker.keyring().current())
-        .chain(masker.keyring().older())
-        .map(|k| k.id().to_owned())
-        .collect();
+    let mut ids = configured_key_ids(masker);
     for (id, ..) in usage.0.keys() {
         if !ids.contains(id) {
             ids.push(id.clone());

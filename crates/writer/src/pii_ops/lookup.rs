@@ -12,7 +12,7 @@ use sluice_core::masking::Masker;
 use super::progress::Progress;
 use super::store::{Change, Store, TABLES};
 use super::subject::Subject;
-use super::{OpsError, Tally, audit, field_label, stored_forms, sweep};
+use super::{OpsError, Tally, audit, configured_key_ids, field_label, stored_forms, sweep};
 
 #[derive(Debug, Default)]
 struct Rows(u64);
@@ -30,11 +30,7 @@ pub async fn run(
     field: &str,
     value: &str,
 ) -> Result<(), OpsError> {
-    let key_ids = std::iter::once(masker.keyring().current())
-        .chain(masker.keyring().older())
-        .map(|k| k.id().to_owned())
-        .collect::<Vec<_>>()
-        .join(",");
+    let key_ids = configured_key_ids(&masker).join(",");
     let forms = match stored_forms(&masker, field, value) {
         Ok(forms) => forms,
         Err(e) => {

@@ -64,6 +64,14 @@ pub fn operator(flag: Option<String>) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// The ids of every configured key: the primary, then the old ones.
+pub fn configured_key_ids(masker: &Masker) -> Vec<String> {
+    std::iter::once(masker.keyring().current())
+        .chain(masker.keyring().older())
+        .map(|k| k.id().to_owned())
+        .collect()
+}
+
 /// The audit line of an operation.
 pub fn audit(command: &str, operator: &str, key_ids: &str, counts: &str, dry_run: bool, ok: bool) {
     tracing::info!(

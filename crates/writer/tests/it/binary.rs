@@ -8,15 +8,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+
+pub(crate) use sluice_testkit::process::{drain, sigterm};
 
 use crate::helpers::*;
 
@@ -25,16 +26,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice-writer");
 /// The binary with a cleared environment holding only `env`, run in `dir`.
 /// The child is killed if the test drops it (a failing test leaves nothing).
 pub(crate) fn writer(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    sluice_testkit::process::command(BIN, dir, env, args)
 }
 
 /// What a finished run left behind.
@@ -245,17 +237,6 @@ async fn startup_error_log_format() {
 
 // ---------------------------------------------------------------- serve
 
-/// Reads a child's pipe to the end in the background, so it never fills.
-pub(crate) fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-    mut pipe: R,
-) -> JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf).await;
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
 /// Polls `check` every 50 ms until it holds or `timeout` passes.
 async fn holds_within<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
@@ -296,14 +277,6 @@ async fn fail_with_logs(
         "{what}\nstdout:\n{out}\nstderr (last lines):\n{}",
         tail.join("\n")
     );
-}
-
-pub(crate) fn sigterm(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM {pid}");
 }
 
 /// The 100 fixture records, one plain JSON object per message, through the
@@ -436,17 +409,8 @@ async fn binary_fixture_text_logs(backend: Backend) {
         .find_map(|l| l.masked_ip.clone())
         .expect("a masked ip");
     assert!(masked.starts_with("enc:"), "ips are encrypted: {masked}");
-    let env = [
-        ("PII_KEY", test_key_base64()),
-        ("USER", "it-operator".to_owned()),
-    ];
-    let out = run(
-        dir.path(),
-        &env,
-        &["recover", &masked],
-        Duration::from_secs(30),
-    )
-    .await;
+    let env = operator_env();
+    let out = recover(dir.path(), &env, &masked).await;
     assert!(out.status.success(), "recover exits 0: {}", out.stderr);
     let plain = out
         .stdout
@@ -472,7 +436,32 @@ on_both_queues! {
     binary_fixture_sqlite_json_logs => binary_fixture_json_logs();
 }
 
+/// `sluice-writer setup`, the `round`-th time: it exits 0 within 60 s.
+pub(crate) async fn setup_succeeds(dir: &Path, env: &[(&str, String)], round: u32) -> Finished {
+    let out = run(dir, env, &["setup"], Duration::from_secs(60)).await;
+    assert!(
+        out.status.success(),
+        "setup #{round} exits 0, got {:?}: {}",
+        out.status,
+        out.stderr
+    );
+    out
+}
+
 // ---------------------------------------------------------------- recover
+
+/// The tests' key, and `it-operator` as the user running `recover`.
+fn operator_env() -> [(&'static str, String); 2] {
+    [
+        ("PII_KEY", test_key_base64()),
+        ("USER", "it-operator".to_owned()),
+    ]
+}
+
+/// `sluice-writer recover <masked>`, to completion.
+async fn recover(dir: &Path, env: &[(&str, String)], masked: &str) -> Finished {
+    run(dir, env, &["recover", masked], Duration::from_secs(30)).await
+}
 
 #[tokio::test]
 async fn recover_prints_the_original_and_audits_without_it() {
@@ -482,17 +471,8 @@ async fn recover_prints_the_original_and_audits_without_it() {
     let key_id = masker().keyring().current().id().to_owned();
     assert!(masked.starts_with(&format!("enc:{key_id}:")));
 
-    let env = [
-        ("PII_KEY", test_key_base64()),
-        ("USER", "it-operator".to_owned()),
-    ];
-    let out = run(
-        dir.path(),
-        &env,
-        &["recover", &masked],
-        Duration::from_secs(30),
-    )
-    .await;
+    let env = operator_env();
+    let out = recover(dir.path(), &env, &masked).await;
     assert!(
         out.status.success(),
         "exit 0, got {:?}: {}",
@@ -660,13 +640,7 @@ async fn setup_twice_embedded_queue() {
             ("DATABASE_URL", sqlite_url(&db_path)),
             ("WRITER_MAX_RECEIVE_COUNT", max.to_owned()),
         ];
-        let out = run(dir.path(), &env, &["setup"], Duration::from_secs(60)).await;
-        assert!(
-            out.status.success(),
-            "setup #{round} exits 0, got {:?}: {}",
-            out.status,
-            out.stderr
-        );
+        setup_succeeds(dir.path(), &env, round).await;
         let queue = sluice_core::queue::sqlite::SqliteQueue::open(&queue_path).unwrap();
         assert_eq!(
             queue.max_receive_count().unwrap().to_string(),

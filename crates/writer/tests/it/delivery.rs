@@ -101,7 +101,7 @@ async fn fixture_lands(backend: Backend, kind: &str) {
     writer.stop().await;
 }
 
-/// `user_logins` created beforehand with DESIGN's plain DDL.
+/// `user_logins` created beforehand with its plain DDL (README, "Records and tables").
 async fn works_with_preexisting_table(backend: Backend, kind: &str) {
     let queue = require!(TestQueue::new(backend, 30).await);
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,6 @@
 //! --workspace`, as `scripts/test` runs, builds every binary).
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
@@ -16,89 +15,25 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqlite::SqliteQueue;
+use sluice_testkit::free_port;
 use sluice_testkit::pg_cluster::Cluster;
+use sluice_testkit::text::incompressible_hex;
+use sluice_testkit::tmpfs::{Tmpfs, fill};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::binary::{drain, sigterm};
 use crate::helpers::*;
-use crate::processes::{WriterProcess, free_port};
+use crate::processes::WriterProcess;
 
 const LAND_WITHIN: Duration = Duration::from_secs(180);
-
-/// A tmpfs of `size` mounted on a fresh folder, unmounted on drop.
-struct Tmpfs {
-    dir: PathBuf,
-    _parent: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Self> {
-        let parent = tempfile::tempdir().unwrap();
-        let dir = parent.path().join("small");
-        std::fs::create_dir(&dir).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .output();
-        let why = match out {
-            Ok(o) if o.status.success() => {
-                return Some(Self {
-                    dir,
-                    _parent: parent,
-                });
-            }
-            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
-            Err(e) => e.to_string(),
-        };
-        if std::env::var("SLUICE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-            panic!("cannot mount a tmpfs ({why}) and SLUICE_REQUIRE_SERVICES=1");
-        }
-        eprintln!("skipped: cannot mount a tmpfs ({why}); the full-disk tests need root, as in CI");
-        None
-    }
-
-    fn path(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a child still dying must not leave the mount behind.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
-/// Fills the filesystem of `dir` with a file until nothing more fits.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut file = std::fs::File::create(&path).unwrap();
-    for chunk in [1 << 20, 64 << 10, 4 << 10, 512] {
-        let block = vec![0x5au8; chunk];
-        while file.write_all(&block).and_then(|()| file.flush()).is_ok() {}
-    }
-    let _ = file.sync_all();
-    path
-}
 
 /// Logins with unique user ids, each padded with text that compresses
 /// poorly, so a few requests fill megabytes.
 fn padded_logins(tag: &str, from: usize, n: usize) -> Vec<Value> {
-    let mut state = (from as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (from..from + n)
         .map(|i| {
-            let pad: String = (0..96)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    format!("{state:016x}")
-                })
-                .collect();
+            let pad = incompressible_hex(i as u64, 96);
             json!({"user_id": format!("{tag}-{i:07}"), "ip": "10.1.2.3", "pad": pad})
         })
         .collect()
@@ -222,6 +157,47 @@ async fn readyz(writer: &WriterProcess) -> (u16, String) {
 
 fn writer_env(queue_url: String) -> Vec<(&'static str, String)> {
     vec![("QUEUE_URL", queue_url)]
+}
+
+/// Polls `/readyz` (through `get`) until it answers 503 saying batches
+/// cannot be committed; that answer.
+async fn cannot_commit<F, Fut>(get: F) -> (u16, String)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (u16, String)>,
+{
+    poll_until(
+        LAND_WITHIN,
+        "/readyz to say batches cannot commit",
+        get,
+        |(status, body)| *status == 503 && body.contains("cannot be committed"),
+    )
+    .await
+}
+
+/// For `hold`, every message stays in the queue (nothing deleted, nothing
+/// dead-lettered) and nothing lands: the leases outlive the visibility
+/// timeout while the database cannot commit.
+async fn assert_held(queue: &TestQueue, db: &TestDb, messages: usize, hold: Duration) {
+    let held_until = tokio::time::Instant::now() + hold;
+    while tokio::time::Instant::now() < held_until {
+        assert_eq!(queue.remaining().await, messages as u64, "nothing deleted");
+        assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
+        assert_eq!(db.count("user_logins").await, 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Frees the space the filler took; then every message lands exactly once
+/// and none is dead-lettered.
+async fn lands_once_space_returns(filler: PathBuf, queue: &TestQueue, db: &TestDb, logins: usize) {
+    std::fs::remove_file(filler).unwrap();
+    eventually(LAND_WITHIN, "every message lands", || async move {
+        queue.remaining().await == 0
+    })
+    .await;
+    assert_exactly_once(db, logins).await;
+    assert_eq!(queue.dead_letters().await, 0);
 }
 
 /// Every login exactly once: as many rows as distinct user ids as expected.
@@ -354,50 +330,24 @@ async fn a_full_database_keeps_the_messages_and_lands_them_once_space_returns() 
     queue.send(&bodies).await;
 
     // The writer cannot commit: it says why and keeps every message.
-    let deadline = tokio::time::Instant::now() + LAND_WITHIN;
-    let said = loop {
-        let (status, body) = readyz(&writer).await;
-        if status == 503 && body.contains("cannot be committed") {
-            break body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never said batches cannot commit; last: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (_, said) = cannot_commit(|| readyz(&writer)).await;
     assert!(
         said.to_lowercase().contains("full"),
         "names the full disk: {said}"
     );
     // Long enough for several visibility timeouts (2 s) and the default
     // maximum receive count (5): the leases must keep the messages alive.
-    let held_until = tokio::time::Instant::now() + Duration::from_secs(15);
-    while tokio::time::Instant::now() < held_until {
-        assert_eq!(
-            queue.remaining().await,
-            bodies.len() as u64,
-            "nothing deleted"
-        );
-        assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
-        assert_eq!(db.count("user_logins").await, 0);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    assert_held(&queue, &db, bodies.len(), Duration::from_secs(15)).await;
 
     // Space returns: everything lands once, and the writer is ready again.
-    std::fs::remove_file(filler).unwrap();
-    eventually(LAND_WITHIN, "every message lands", || {
-        let queue = &queue;
-        async move { queue.remaining().await == 0 }
-    })
+    lands_once_space_returns(filler, &queue, &db, records.len()).await;
+    poll_until(
+        Duration::from_secs(30),
+        "/readyz 200 again",
+        || readyz(&writer),
+        |(status, _)| *status == 200,
+    )
     .await;
-    assert_exactly_once(&db, records.len()).await;
-    assert_eq!(queue.dead_letters().await, 0);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while readyz(&writer).await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "/readyz 200 again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let (status, log) = writer.stop().await;
     assert!(status.success(), "writer exit {status}:\n{log}");
 }
@@ -422,39 +372,11 @@ async fn a_full_postgres_disk_is_retried_without_deleting_and_lands_once_space_r
     let records = generated_logins(5_000, "pgfull");
     let bodies = envelope_bodies(&records, 500);
     queue.send(&bodies).await;
-    let deadline = tokio::time::Instant::now() + LAND_WITHIN;
-    let said = loop {
-        let (status, body) = writer.get("/readyz").await;
-        if status == 503 && body.contains("cannot be committed") {
-            break body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never said batches cannot commit; last: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (_, said) = cannot_commit(|| writer.get("/readyz")).await;
     assert!(said.contains("53100"), "names the full disk: {said}");
-    let held_until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < held_until {
-        assert_eq!(
-            queue.remaining().await,
-            bodies.len() as u64,
-            "nothing deleted"
-        );
-        assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
-        assert_eq!(db.count("user_logins").await, 0);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    assert_held(&queue, &db, bodies.len(), Duration::from_secs(10)).await;
 
-    std::fs::remove_file(filler).unwrap();
-    eventually(LAND_WITHIN, "every message lands", || {
-        let queue = &queue;
-        async move { queue.remaining().await == 0 }
-    })
-    .await;
-    assert_exactly_once(&db, records.len()).await;
-    assert_eq!(queue.dead_letters().await, 0);
+    lands_once_space_returns(filler, &queue, &db, records.len()).await;
     writer.stop().await;
     drop(cluster);
 }

@@ -8,7 +8,6 @@
 //! test is skipped — or fails, under `SLUICE_REQUIRE_SERVICES=1`.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,6 @@ use sluice_core::sink::{self, Sink};
 use sluice_writer::configuration::Tuning;
 use sluice_writer::startup::Application;
 use sqlx::Connection;
-use tokio_util::sync::CancellationToken;
 
 /// The key every test masks with; the binary gets it as `PII_KEY`.
 pub const TEST_KEY: [u8; 32] = [42u8; 32];
@@ -39,7 +37,7 @@ pub fn masker() -> Masker {
     )
 }
 
-pub use sluice_testkit::{eventually, require, service};
+pub use sluice_testkit::{Service, eventually, metric_value, poll_until, require, service};
 
 // ---------------------------------------------------------------- queues
 
@@ -310,6 +308,20 @@ impl TestDb {
 
     /// Row count of a table; 0 when the table does not exist yet or the
     /// database is unreachable (tests poll through outages).
+    /// Rows in every table a record can end in: its kind's, or rejected.
+    pub async fn rows_of_any_kind(&self) -> i64 {
+        let mut rows = 0;
+        for table in [
+            "user_logins",
+            "tune_events",
+            "tune_adjustments",
+            "rejected_records",
+        ] {
+            rows += self.count(table).await;
+        }
+        rows
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         match self {
@@ -473,9 +485,7 @@ pub fn test_tuning() -> Tuning {
 
 /// A writer running in this process.
 pub struct RunningWriter {
-    pub addr: SocketAddr,
-    pub shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
+    service: Service,
 }
 
 impl RunningWriter {
@@ -489,38 +499,31 @@ impl RunningWriter {
         sink: Arc<dyn Sink>,
         tuning: Tuning,
     ) -> Self {
-        let app = Application::build(
-            "127.0.0.1:0".parse().unwrap(),
-            queue,
-            sink,
-            masker(),
-            tuning,
-        )
-        .await
-        .unwrap();
-        let addr = app.local_addr();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app.run(shutdown.clone()));
+        Self::start_masking(queue, sink, masker(), tuning).await
+    }
+
+    /// A writer masking with `masker` rather than the tests' key.
+    pub async fn start_masking(
+        queue: Arc<dyn Queue>,
+        sink: Arc<dyn Sink>,
+        masker: Masker,
+        tuning: Tuning,
+    ) -> Self {
+        let app = Application::build("127.0.0.1:0".parse().unwrap(), queue, sink, masker, tuning)
+            .await
+            .unwrap();
         Self {
-            addr,
-            shutdown,
-            handle,
+            service: Service::spawn(app.local_addr(), |t| app.run(t)),
         }
     }
 
     /// Signals shutdown and waits for the writer to finish.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .expect("writer stops within 30 s")
-            .expect("writer task");
+        self.service.stop("writer").await;
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::get(format!("http://{}{path}", self.addr))
-            .await
-            .unwrap();
+        let r = reqwest::get(self.service.url(path)).await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
@@ -529,13 +532,6 @@ impl RunningWriter {
         let (_, text) = self.get("/metrics").await;
         metric_value(&text, name)
     }
-}
-
-pub fn metric_value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 // ---------------------------------------------------------------- data

@@ -16,7 +16,6 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
-use sluice_writer::startup::Application;
 
 use crate::helpers::*;
 
@@ -76,35 +75,13 @@ pub(crate) fn env_a(db: &TestDb) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub(crate) struct Running {
-    shutdown: tokio_util::sync::CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
-}
-
 /// A writer in this process masking with `masker`.
-pub(crate) async fn writer_with(queue: Arc<dyn Queue>, db: &TestDb, masker: Masker) -> Running {
-    let app = Application::build(
-        "127.0.0.1:0".parse().unwrap(),
-        queue,
-        db.sink().await,
-        masker,
-        test_tuning(),
-    )
-    .await
-    .unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(app.run(shutdown.clone()));
-    Running { shutdown, handle }
-}
-
-impl Running {
-    pub(crate) async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .unwrap()
-            .unwrap();
-    }
+pub(crate) async fn writer_with(
+    queue: Arc<dyn Queue>,
+    db: &TestDb,
+    masker: Masker,
+) -> RunningWriter {
+    RunningWriter::start_masking(queue, db.sink().await, masker, test_tuning()).await
 }
 
 /// TUNE events and adjustments with PII in typed columns and in `extra`,

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +15,6 @@ use sluice_core::queue::Queue;
 use sluice_ingest::batcher::BatchSettings;
 use sluice_ingest::configuration::Settings;
 use sluice_ingest::startup::Application as Ingest;
-use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
@@ -24,9 +22,7 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// An ingest service running in this process.
 pub(crate) struct RunningIngest {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
+    service: Service,
 }
 
 impl RunningIngest {
@@ -34,26 +30,17 @@ impl RunningIngest {
         let app = Ingest::build("127.0.0.1:0".parse().unwrap(), queue, settings)
             .await
             .unwrap();
-        let addr = app.local_addr();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app.run(shutdown.clone()));
         Self {
-            addr,
-            shutdown,
-            handle,
+            service: Service::spawn(app.local_addr(), |t| app.run(t)),
         }
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("http://{}/events", self.addr)
+        self.service.url("/events")
     }
 
     pub(crate) async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .unwrap()
-            .unwrap();
+        self.service.stop("ingest").await;
     }
 }
 
@@ -298,11 +285,7 @@ pub(crate) struct OwnFauxqs {
 
 impl OwnFauxqs {
     pub(crate) async fn start(cli: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = sluice_testkit::free_port();
         let child = Command::new("node")
             .arg(cli)
             .env("FAUXQS_PORT", port.to_string())

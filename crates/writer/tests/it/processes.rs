@@ -29,14 +29,6 @@ pub(crate) struct WriterProcess {
 }
 
 /// A loopback port nobody listens on right now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl WriterProcess {
     /// Starts the binary on `queue` and `db` with quick tuning; returns once
     /// `/readyz` answers 200 (migrations applied, queue answering).
@@ -50,7 +42,9 @@ impl WriterProcess {
         mut env: Vec<(&'static str, String)>,
         db: &TestDb,
     ) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", sluice_testkit::free_port())
+            .parse()
+            .unwrap();
         env.extend([
             ("DATABASE_URL", db.url_string()),
             ("PII_KEY", test_key_base64()),

@@ -82,18 +82,13 @@ async fn receives_that_keep_failing_make_readyz_503_until_they_pass() {
     .unwrap();
 
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let said = loop {
-        let (status, body) = writer.get("/readyz").await;
-        if status == 503 {
-            break body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz stayed {status} while every receive failed: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (_, said) = poll_until(
+        WAIT,
+        "/readyz to answer 503 while every receive fails",
+        || writer.get("/readyz"),
+        |(status, _)| *status == 503,
+    )
+    .await;
     assert!(said.contains("receives failed"), "{said}");
     assert!(said.contains("blocked by the test"), "{said}");
     assert_eq!(db.count("user_logins").await, 0);

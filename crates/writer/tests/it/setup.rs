@@ -4,14 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 use sluice_core::queue::sqs::{DLQ_RETENTION_SECS, SqsSettings};
 
-use crate::binary::{assert_has_tables, aws_env, run, sqlite_tables, sqlite_url};
+use crate::binary::{assert_has_tables, aws_env, setup_succeeds, sqlite_tables, sqlite_url};
 use crate::helpers::*;
 
 async fn url_of(client: &Client, name: &str) -> String {
@@ -67,13 +66,7 @@ async fn setup_twice(backend: Backend) {
 
     let mut after = Vec::new();
     for round in 1..=2 {
-        let out = run(dir.path(), &env, &["setup"], Duration::from_secs(60)).await;
-        assert!(
-            out.status.success(),
-            "setup #{round} exits 0, got {:?}: {}",
-            out.status,
-            out.stderr
-        );
+        let out = setup_succeeds(dir.path(), &env, round).await;
         // It says what it set.
         let said = format!("{}{}", out.stdout, out.stderr);
         assert!(

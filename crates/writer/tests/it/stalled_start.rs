@@ -35,17 +35,23 @@ fn serve_env(dir: &std::path::Path, endpoint: &str, url: &str) -> Vec<(&'static 
     env
 }
 
-/// Frozen for 8 s while the writer starts (longer than one lookup attempt),
-/// then back: the writer starts and serves, and stops with exit 0.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queue_that_stalls_at_start_is_waited_for() {
-    let cli = require!(service("SLUICE_TEST_FAUXQS"));
+/// A fauxqs of the test's own holding a queue, frozen (SIGSTOP); a folder,
+/// and the writer's settings for that queue.
+async fn frozen_queue() -> Option<(OwnFauxqs, tempfile::TempDir, Vec<(&'static str, String)>)> {
+    let cli = service("SLUICE_TEST_FAUXQS")?;
     let fauxqs = OwnFauxqs::start(&cli).await;
     let url = queue_on(&fauxqs).await;
     let dir = tempfile::tempdir().unwrap();
     let env = serve_env(dir.path(), &fauxqs.endpoint, &url);
-
     fauxqs.signal("-STOP");
+    Some((fauxqs, dir, env))
+}
+
+/// Frozen for 8 s while the writer starts (longer than one lookup attempt),
+/// then back: the writer starts and serves, and stops with exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_stalls_at_start_is_waited_for() {
+    let (fauxqs, dir, env) = require!(frozen_queue().await);
     let mut child = writer(dir.path(), &env, &[]).spawn().unwrap();
     // The stall itself, not a wait for a condition.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -101,13 +107,7 @@ async fn a_queue_that_stalls_at_start_is_waited_for() {
 /// not answer within the budget, not that the queue does not exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_that_never_answers_is_reported_as_such() {
-    let cli = require!(service("SLUICE_TEST_FAUXQS"));
-    let fauxqs = OwnFauxqs::start(&cli).await;
-    let url = queue_on(&fauxqs).await;
-    let dir = tempfile::tempdir().unwrap();
-    let env = serve_env(dir.path(), &fauxqs.endpoint, &url);
-
-    fauxqs.signal("-STOP");
+    let (_fauxqs, _dir, env) = require!(frozen_queue().await);
     let line = startup_error(&env, "QUEUE_URL").await;
     let budget = format!("did not answer within {} s", STARTUP_CHECK.as_secs());
     assert!(line.contains(&budget), "says `{budget}`: {line}");
