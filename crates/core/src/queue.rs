@@ -162,6 +162,30 @@ pub async fn check_answers(queue: &dyn Queue, within: Duration) -> Result<(), St
     }
 }
 
+/// A queue a service cannot reach at start: where, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("QUEUE_URL: cannot reach the queue at {url}: {reason}")]
+pub struct Unreachable {
+    pub url: String,
+    pub reason: String,
+}
+
+/// How a service starts on its queue: [`connect`], then [`check_answers`],
+/// so a wrong URL fails at start rather than on the first request.
+pub async fn connect_checked(url: &QueueUrl) -> Result<Arc<dyn Queue>, Unreachable> {
+    let queue = connect(url).await.map_err(|e| Unreachable {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    check_answers(queue.as_ref(), STARTUP_CHECK)
+        .await
+        .map_err(|reason| Unreachable {
+            url: queue.describe(),
+            reason,
+        })?;
+    Ok(queue)
+}
+
 /// Connects to the queue a QUEUE_URL names (SQS or embedded); does not create
 /// anything in SQS. An SQS endpoint that does not answer the queue-name
 /// lookup within [`STARTUP_CHECK`] is an error saying so. An embedded queue file that does not exist yet is created
