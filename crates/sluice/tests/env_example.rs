@@ -47,6 +47,7 @@ fn variables_read() -> BTreeSet<String> {
     let reads = Regex::new(
         r#"(?x)
         (?: \b(?:env_var|var|var_os|secret|is_set|parse|millis|secs|bytes)\(\s*
+          | \b(?:listen_addr|env_bytes)\(\s*\w+,\s*
           | \benv\s*=\s*
           | \bVARIABLE:\s*&str\s*=\s*
         )"([A-Z][A-Z0-9_]+)""#,
