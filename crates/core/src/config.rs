@@ -165,6 +165,35 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Everything that stops a service at start, each shown as one line naming
+/// the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("QUEUE_URL: cannot reach the queue at {url}: {reason}")]
+    Queue { url: String, reason: String },
+    /// Already says which database, never its password.
+    #[error("DATABASE_URL: {0}")]
+    Database(String),
+    #[error("{variable}: cannot listen on {addr}: {reason}")]
+    Listen {
+        variable: &'static str,
+        addr: SocketAddr,
+        reason: String,
+    },
+}
+
+impl StartError {
+    pub fn listen(variable: &'static str, addr: SocketAddr, e: &std::io::Error) -> Self {
+        Self::Listen {
+            variable,
+            addr,
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// How every Sluice binary stops on something it cannot use: the error as one
 /// `error: …` line on stderr, exit code 2 — never a panic or a backtrace.
 pub fn refuse(error: impl std::fmt::Display) -> std::process::ExitCode {
@@ -271,6 +300,29 @@ fn dotenv_file() -> Result<(), String> {
 /// for the few readers outside a service's loader.
 pub fn env_var(name: &str) -> Option<String> {
     Env::process().var(name)
+}
+
+/// What every service reads: how it logs, and where it listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// The service's `*_ADDR`.
+    pub addr: SocketAddr,
+}
+
+impl Service {
+    /// `LOG_FORMAT`, and the listen address from `addr_variable` or `default`.
+    pub fn load(
+        env: &Env,
+        addr_variable: &'static str,
+        default: &str,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            log_format: log_format(env)?,
+            addr: listen_addr(env, addr_variable, default)?,
+        })
+    }
 }
 
 /// `LOG_FORMAT`: text (the default) or json.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::QueueUrl;
+use crate::config::{QueueUrl, StartError};
 pub use sqs_error::SqsErrorKind;
 
 /// A received message.
@@ -162,24 +162,16 @@ pub async fn check_answers(queue: &dyn Queue, within: Duration) -> Result<(), St
     }
 }
 
-/// A queue a service cannot reach at start: where, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("QUEUE_URL: cannot reach the queue at {url}: {reason}")]
-pub struct Unreachable {
-    pub url: String,
-    pub reason: String,
-}
-
 /// How a service starts on its queue: [`connect`], then [`check_answers`],
 /// so a wrong URL fails at start rather than on the first request.
-pub async fn connect_checked(url: &QueueUrl) -> Result<Arc<dyn Queue>, Unreachable> {
-    let queue = connect(url).await.map_err(|e| Unreachable {
+pub async fn connect_checked(url: &QueueUrl) -> Result<Arc<dyn Queue>, StartError> {
+    let queue = connect(url).await.map_err(|e| StartError::Queue {
         url: url.to_string(),
         reason: e.to_string(),
     })?;
     check_answers(queue.as_ref(), STARTUP_CHECK)
         .await
-        .map_err(|reason| Unreachable {
+        .map_err(|reason| StartError::Queue {
             url: queue.describe(),
             reason,
         })?;

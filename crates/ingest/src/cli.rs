@@ -19,7 +19,7 @@ pub struct Cli {
 pub async fn run(cli: Cli) -> Result<(), StartError> {
     // Every setting is validated before anything connects.
     let config = Config::load(&cli.flags.over(Env::process(), "INGEST_ADDR"))?;
-    telemetry::init_logging(config.log_format);
+    telemetry::init_logging(config.service.log_format);
     // A signal while connecting is a clean stop: nothing is held yet.
     let shutdown = shutdown::on_signal();
     let app = tokio::select! {

@@ -6,11 +6,10 @@
 //! once, in [`Settings::default`]; the loader falls back to them. Tests build
 //! a [`Settings`] directly, or load one from [`Env::from_pairs`].
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use sluice_core::config::{self, ConfigError, Env, LogFormat, QueueUrl, require_queue_url};
+use sluice_core::config::{self, ConfigError, Env, QueueUrl, Service, require_queue_url};
 
 use crate::auth::Token;
 use crate::batcher::{BatchSettings, MAX_CALL_BYTES};
@@ -19,30 +18,25 @@ use crate::pack::MIN_MESSAGE_BYTES;
 /// `INGEST_ADDR`'s default.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
-/// Everything `sluice-ingest` reads.
+/// Everything `sluice-ingest` reads: `LOG_FORMAT` and `INGEST_ADDR`, the
+/// queue accepted events go to, and how the service behaves.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `LOG_FORMAT`.
-    pub log_format: LogFormat,
-    /// `INGEST_ADDR`: where to listen.
-    pub addr: SocketAddr,
-    /// `QUEUE_URL`: where accepted events go.
+    pub service: Service,
     pub queue_url: QueueUrl,
     pub settings: Settings,
 }
 
 impl Config {
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
-        let log_format = config::log_format(env)?;
+        let service = Service::load(env, "INGEST_ADDR", DEFAULT_ADDR)?;
         let settings = Settings::load(env)?;
         // Read again when the embedded queue opens; checked here so a bad
         // size stops the service with one line naming it.
         sluice_core::queue::sqlite::Limits::load(env)?;
-        let addr = config::listen_addr(env, "INGEST_ADDR", DEFAULT_ADDR)?;
         let queue_url = require_queue_url(config::queue_url(env)?.as_ref())?.clone();
         Ok(Self {
-            log_format,
-            addr,
+            service,
             queue_url,
             settings,
         })
@@ -215,7 +209,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.queue_url, QueueUrl::Sqlite("/tmp/q.db".into()));
-        assert_eq!(config.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(config.service.addr.to_string(), DEFAULT_ADDR);
         assert_eq!(config.settings.max_body, 1024 * 1024);
         assert_eq!(config.settings.batch.linger, Duration::from_millis(7));
         assert!(config.settings.token.is_some());

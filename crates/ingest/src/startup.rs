@@ -10,9 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use sluice_core::config::ConfigError;
-use sluice_core::queue::{self, Queue, Unreachable};
-use thiserror::Error;
+pub use sluice_core::config::StartError;
+use sluice_core::queue::{self, Queue};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -58,17 +57,6 @@ pub fn service(queue: Arc<dyn Queue>, settings: &Settings, shutdown: Cancellatio
     }
 }
 
-/// Everything that stops the service at start, each shown as one line.
-#[derive(Debug, Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Queue(#[from] Unreachable),
-    #[error("INGEST_ADDR: cannot listen on {addr}: {reason}")]
-    Listen { addr: String, reason: String },
-}
-
 pub struct Application {
     listener: TcpListener,
     queue: Arc<dyn Queue>,
@@ -80,12 +68,10 @@ impl Application {
     /// answering, and the listener bound.
     pub async fn connect(config: Config) -> Result<Self, StartError> {
         let queue = queue::connect_checked(&config.queue_url).await?;
-        Self::build(config.addr, queue, config.settings)
+        let addr = config.service.addr;
+        Self::build(addr, queue, config.settings)
             .await
-            .map_err(|e| StartError::Listen {
-                addr: config.addr.to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| StartError::listen("INGEST_ADDR", addr, &e))
     }
 
     /// Binds the listener; the queue is already connected.

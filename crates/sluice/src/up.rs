@@ -10,13 +10,14 @@
 use std::sync::Arc;
 
 use clap::Args;
+use sluice_core::config::StartError;
 use sluice_core::config::{ConfigError, DatabaseUrl, Env, QueueUrl};
 use sluice_core::key_file;
 use sluice_core::masking::Masker;
 use sluice_core::{queue, shutdown, telemetry};
 use sluice_ingest::configuration::Config as IngestConfig;
 use sluice_writer::configuration::{Config as WriterConfig, PiiSettings};
-use sluice_writer::startup::{StartError, connect_sink};
+use sluice_writer::startup::connect_sink;
 use thiserror::Error;
 
 /// Where a first run keeps everything when `.env` says nothing.
@@ -69,13 +70,7 @@ pub enum UpError {
     #[error("QUEUE_URL: cannot open the queue at {url}: {reason}")]
     Queue { url: String, reason: String },
     #[error("{0}")]
-    Writer(#[from] StartError),
-    #[error("{variable}: cannot listen on {addr}: {reason}")]
-    Listen {
-        variable: &'static str,
-        addr: String,
-        reason: String,
-    },
+    Start(#[from] StartError),
 }
 
 pub async fn run(args: UpArgs) -> Result<(), UpError> {
@@ -84,7 +79,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     let env = args.over(Env::process());
     let ingest_config = IngestConfig::load(&env)?;
     let writer_config = WriterConfig::load(&env)?;
-    telemetry::init_logging(writer_config.log_format);
+    telemetry::init_logging(writer_config.service.log_format);
     let queue_url = ingest_config.queue_url.clone();
     let database_url = writer_config.database_url()?.clone();
     let tuning = writer_config.tuning.clone();
@@ -117,7 +112,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         () = shutdown.cancelled() => return Ok(()),
     };
 
-    let writer_addr = writer_config.addr;
+    let writer_addr = writer_config.service.addr;
     let writer = sluice_writer::startup::Application::build(
         writer_addr,
         Arc::clone(&queue),
@@ -126,12 +121,12 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         tuning,
     )
     .await
-    .map_err(|e| listen_error("WRITER_ADDR", writer_addr, e))?;
-    let ingest_addr = ingest_config.addr;
+    .map_err(|e| StartError::listen("WRITER_ADDR", writer_addr, &e))?;
+    let ingest_addr = ingest_config.service.addr;
     let ingest =
         sluice_ingest::startup::Application::build(ingest_addr, queue, ingest_config.settings)
             .await
-            .map_err(|e| listen_error("INGEST_ADDR", ingest_addr, e))?;
+            .map_err(|e| StartError::listen("INGEST_ADDR", ingest_addr, &e))?;
     tracing::info!(
         ingest = %format!("http://{}/events", ingest.local_addr()),
         writer = %format!("http://{}/readyz", writer.local_addr()),
@@ -141,14 +136,6 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     );
     tokio::join!(ingest.run(shutdown.clone()), writer.run(shutdown));
     Ok(())
-}
-
-fn listen_error(variable: &'static str, addr: std::net::SocketAddr, e: std::io::Error) -> UpError {
-    UpError::Listen {
-        variable,
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    }
 }
 
 /// `PII_KEY` when set; otherwise the key file, made on the first run.

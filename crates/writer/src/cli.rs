@@ -4,15 +4,15 @@
 //! ([`Config::load`]); each subcommand takes the parts it needs.
 
 use clap::{Parser, Subcommand};
-use sluice_core::config::{ConfigError, Env, Flags};
+use sluice_core::config::{ConfigError, Env, Flags, StartError};
 use sluice_core::masking::ENCRYPTED_PREFIX;
-use sluice_core::queue::{self, Unreachable};
+use sluice_core::queue;
 use sluice_core::{shutdown, telemetry};
 use thiserror::Error;
 
 use crate::configuration::Config;
 use crate::pii_ops::{OpsError, command as pii};
-use crate::startup::{Application, StartError, connect_sink};
+use crate::startup::{Application, connect_sink};
 
 /// Drains the Sluice queue into PostgreSQL or SQLite, PII masked.
 #[derive(Debug, Parser)]
@@ -71,12 +71,6 @@ impl From<ConfigError> for RunError {
     }
 }
 
-impl From<Unreachable> for RunError {
-    fn from(e: Unreachable) -> Self {
-        RunError::Start(e.into())
-    }
-}
-
 impl Cli {
     /// The settings: flags over the process environment.
     pub fn config(&self) -> Result<Config, ConfigError> {
@@ -92,7 +86,7 @@ impl Cli {
 pub async fn run(cli: Cli) -> Result<(), RunError> {
     // Every setting is validated before anything connects.
     let config = cli.config()?;
-    telemetry::init_logging(config.log_format);
+    telemetry::init_logging(config.service.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
@@ -130,7 +124,7 @@ async fn setup(config: &Config) -> Result<(), RunError> {
     let count = config.tuning.receive_count();
     let (queue, dlq) = queue::setup(url, count, config.tuning.visibility)
         .await
-        .map_err(|e| Unreachable {
+        .map_err(|e| StartError::Queue {
             url: url.to_string(),
             reason: e.to_string(),
         })?;

@@ -9,14 +9,13 @@
 //! (the key file, the policy) are read when the masker is made: `sluice up`
 //! creates the key file after loading.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sluice_core::classify::{DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_REJECTED_BYTES};
 use sluice_core::config::{
-    self, ConfigError, DatabaseUrl, Env, LogFormat, QueueUrl, require_queue_url,
+    self, ConfigError, DatabaseUrl, Env, QueueUrl, Service, require_queue_url,
 };
 use sluice_core::idempotency::DEFAULT_RETENTION_HOURS;
 use sluice_core::key_file;
@@ -26,13 +25,11 @@ pub use sluice_core::queue::sqlite::DEFAULT_MAX_RECEIVE_COUNT;
 /// `WRITER_ADDR`'s default.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9090";
 
-/// Everything `sluice-writer` reads.
+/// Everything `sluice-writer` reads: `LOG_FORMAT` and `WRITER_ADDR` (health
+/// and metrics), where to drain from and to, the PII keys, the tuning.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `LOG_FORMAT`.
-    pub log_format: LogFormat,
-    /// `WRITER_ADDR`: the health and metrics listener.
-    pub addr: SocketAddr,
+    pub service: Service,
     /// `QUEUE_URL`, when set ([`Config::queue_url`] requires it).
     pub queue_url: Option<QueueUrl>,
     /// `DATABASE_URL`, when set ([`Config::database_url`] requires it).
@@ -43,7 +40,7 @@ pub struct Config {
 
 impl Config {
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
-        let log_format = config::log_format(env)?;
+        let service = Service::load(env, "WRITER_ADDR", DEFAULT_ADDR)?;
         let queue_url = config::queue_url(env)?;
         let database_url = env
             .var("DATABASE_URL")
@@ -54,11 +51,9 @@ impl Config {
         // Read again when the embedded queue opens; checked here so a bad
         // size stops the writer with one line naming it.
         sluice_core::queue::sqlite::Limits::load(env)?;
-        let addr = config::listen_addr(env, "WRITER_ADDR", DEFAULT_ADDR)?;
         let pii = PiiSettings::load(env)?;
         Ok(Self {
-            log_format,
-            addr,
+            service,
             queue_url,
             database_url,
             pii,
@@ -358,7 +353,7 @@ mod tests {
             ("WRITER_BATCH_ROWS", "7"),
         ])
         .unwrap();
-        assert_eq!(config.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(config.service.addr.to_string(), DEFAULT_ADDR);
         assert_eq!(config.tuning.batch_rows, 7);
         // The embedded queue's long poll; Tuning::default's elsewhere.
         assert_eq!(config.tuning.wait, EMBEDDED_WAIT);

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use sluice_core::backoff::Backoff;
 use sluice_core::classify::Classifier;
-use sluice_core::config::{ConfigError, DatabaseUrl};
+use sluice_core::config::DatabaseUrl;
+pub use sluice_core::config::StartError;
 use sluice_core::masking::Masker;
-use sluice_core::queue::{self, Queue, Unreachable};
+use sluice_core::queue::{self, Queue};
 use sluice_core::sink::{self, Sink, SinkError};
 use sluice_core::telemetry;
-use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -26,19 +26,6 @@ use crate::consumer::Consumer;
 use crate::health::Health;
 use crate::http::{HttpState, router};
 use crate::lease::Leases;
-
-/// Everything that stops the writer at start, each shown as one line.
-#[derive(Debug, Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Queue(#[from] Unreachable),
-    #[error("DATABASE_URL: {0}")]
-    Database(String),
-    #[error("WRITER_ADDR: cannot listen on {addr}: {reason}")]
-    Listen { addr: String, reason: String },
-}
 
 /// Connects to the database and migrates it, waiting for one that is still
 /// starting.
@@ -82,12 +69,10 @@ impl Application {
         let database = config.database_url()?;
         let queue = queue::connect_checked(config.queue_url()?).await?;
         let sink = connect_sink(database, &config.tuning).await?;
-        Self::build(config.addr, queue, sink, masker, config.tuning)
+        let addr = config.service.addr;
+        Self::build(addr, queue, sink, masker, config.tuning)
             .await
-            .map_err(|e| StartError::Listen {
-                addr: config.addr.to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| StartError::listen("WRITER_ADDR", addr, &e))
     }
 
     /// Binds the health listener; the queue and sink are already connected.
