@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use hdrhistogram::Histogram;
-use sluice_core::config::DatabaseUrl;
+use sluice_core::config::{DatabaseUrl, ExposeSecret};
 
 use crate::generate::{Generator, Plan};
 use crate::load::latency_histogram;
@@ -146,7 +146,7 @@ impl Db {
                 // says it timed out, this says why (refused, auth, no such
                 // database).
                 let options: sqlx::postgres::PgConnectOptions =
-                    raw.parse().map_err(|e| cannot(&e))?;
+                    raw.expose_secret().parse().map_err(|e| cannot(&e))?;
                 let probe = tokio::time::timeout(
                     Duration::from_secs(10),
                     sqlx::ConnectOptions::connect(&options),

@@ -50,7 +50,7 @@ async fn bench_verifies_over_tls_with_verify_ca() {
 
     let dir = tempfile::tempdir().unwrap();
     let queue: Arc<dyn Queue> = Arc::new(sluice_testkit::fresh_embedded_queue(dir.path()));
-    let sink = sink::connect(&DatabaseUrl::Postgres(url.clone()), 4)
+    let sink = sink::connect(&DatabaseUrl::Postgres(url.clone().into()), 4)
         .await
         .unwrap();
     sink.migrate().await.unwrap();

@@ -2,11 +2,24 @@
 //!
 //! Every error names the variable and what is expected in one line, because a
 //! misconfigured service should stop with a sentence an operator can act on,
-//! not a backtrace. Values are never echoed back when they may be secret.
+//! not a backtrace. Values are never echoed back when they may be secret;
+//! the ones that are secret are held in `secrecy` types, which print as
+//! `[REDACTED]`.
+//!
+//! Each service has one loader (its `configuration.rs`) that reads an
+//! [`Env`] once and validates everything; what both share is here.
 
+mod env;
+mod flags;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+
+pub use env::{Env, parse_bytes};
+pub use flags::Flags;
+/// For readers of a secret setting, without a `secrecy` dependency of their own.
+pub use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{variable}: {expected}")]
@@ -24,11 +37,34 @@ impl ConfigError {
     }
 }
 
-/// The database a writer loads into, chosen by the URL's scheme.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The database a writer loads into, chosen by the URL's scheme. A
+/// PostgreSQL URL may carry a password: it is a secret, shown only
+/// [`redacted`](DatabaseUrl::redacted).
+#[derive(Debug, Clone)]
 pub enum DatabaseUrl {
-    Postgres(String),
+    Postgres(SecretString),
     Sqlite(PathBuf),
+}
+
+impl PartialEq for DatabaseUrl {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Postgres(a), Self::Postgres(b)) => a.expose_secret() == b.expose_secret(),
+            (Self::Sqlite(a), Self::Sqlite(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for DatabaseUrl {}
+
+/// The file of a `sqlite:` URL, given what follows the scheme
+/// (`///abs/path`, `//rel/path` or `rel/path`, a `?query` ignored);
+/// `None` when it names no file.
+fn sqlite_path(rest: &str) -> Option<PathBuf> {
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.ends_with('/')).then(|| PathBuf::from(path))
 }
 
 const DATABASE_URL_EXPECTED: &str =
@@ -44,16 +80,12 @@ impl DatabaseUrl {
             ));
         }
         if let Some(rest) = raw.strip_prefix("sqlite:") {
-            // sqlite:///abs/path, sqlite://relative/path and sqlite:relative/path.
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            let path = path.split('?').next().unwrap_or_default();
-            if path.is_empty() || path.ends_with('/') {
-                return Err(ConfigError::new(
+            return sqlite_path(rest).map(DatabaseUrl::Sqlite).ok_or_else(|| {
+                ConfigError::new(
                     "DATABASE_URL",
                     format!("names no SQLite file; {DATABASE_URL_EXPECTED}"),
-                ));
-            }
-            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+                )
+            });
         }
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             let after_scheme = raw.split_once("://").map(|(_, r)| r).unwrap_or_default();
@@ -67,7 +99,7 @@ impl DatabaseUrl {
                     format!("has no host; {DATABASE_URL_EXPECTED}"),
                 ));
             }
-            return Ok(DatabaseUrl::Postgres(raw.to_owned()));
+            return Ok(DatabaseUrl::Postgres(raw.into()));
         }
         // Do not echo the URL: it may carry a password.
         let scheme = raw.split_once(':').map_or("none", |(s, _)| s);
@@ -91,7 +123,7 @@ impl DatabaseUrl {
     pub fn redacted(&self) -> String {
         let raw = match self {
             DatabaseUrl::Sqlite(path) => return format!("sqlite://{}", path.display()),
-            DatabaseUrl::Postgres(raw) => raw,
+            DatabaseUrl::Postgres(raw) => raw.expose_secret(),
         };
         let Ok(mut url) = url::Url::parse(raw) else {
             return "postgres://…".to_owned();
@@ -133,11 +165,57 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Everything that stops a service at start, each shown as one line naming
+/// the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("QUEUE_URL: cannot reach the queue at {url}: {reason}")]
+    Queue { url: String, reason: String },
+    /// Already says which database, never its password.
+    #[error("DATABASE_URL: {0}")]
+    Database(String),
+    #[error("{variable}: cannot listen on {addr}: {reason}")]
+    Listen {
+        variable: &'static str,
+        addr: SocketAddr,
+        reason: String,
+    },
+}
+
+impl StartError {
+    pub fn listen(variable: &'static str, addr: SocketAddr, e: &std::io::Error) -> Self {
+        Self::Listen {
+            variable,
+            addr,
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// How every Sluice binary stops on something it cannot use: the error as one
 /// `error: …` line on stderr, exit code 2 — never a panic or a backtrace.
 pub fn refuse(error: impl std::fmt::Display) -> std::process::ExitCode {
     eprintln!("error: {error}");
     std::process::ExitCode::from(2)
+}
+
+/// How every Sluice binary starts: `.env` (a malformed one stops it), then
+/// `run` on a multi-threaded Tokio runtime, to its exit code.
+pub fn start<F, Fut>(run: F) -> std::process::ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = std::process::ExitCode>,
+{
+    // A missing .env is normal; a malformed one stops the program.
+    if let Err(line) = load_dotenv() {
+        return refuse(line);
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => refuse(format!("cannot start the async runtime: {e}")),
+    }
 }
 
 /// A binary's exit: 0, or [`refuse`] with the error.
@@ -218,30 +296,50 @@ fn dotenv_file() -> Result<(), String> {
     }
 }
 
-/// Reads an optional variable from the process environment (after `.env`).
+/// Reads an optional variable from the process environment (after `.env`),
+/// for the few readers outside a service's loader.
 pub fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    Env::process().var(name)
 }
 
-/// Parses an optional numeric variable, or returns the default.
-pub fn env_parse<T: FromStr>(
-    name: &'static str,
-    default: T,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    match env_var(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::new(name, expected.to_owned())),
+/// What every service reads: how it logs, and where it listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// The service's `*_ADDR`.
+    pub addr: SocketAddr,
+}
+
+impl Service {
+    /// `LOG_FORMAT`, and the listen address from `addr_variable` or `default`.
+    pub fn load(
+        env: &Env,
+        addr_variable: &'static str,
+        default: &str,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            log_format: log_format(env)?,
+            addr: listen_addr(env, addr_variable, default)?,
+        })
     }
 }
 
-/// Parses an optional millisecond duration variable.
-pub fn env_millis(name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-    env_parse(name, default_ms, "expected a whole number of milliseconds")
-        .map(Duration::from_millis)
+/// `LOG_FORMAT`: text (the default) or json.
+pub fn log_format(env: &Env) -> Result<LogFormat, ConfigError> {
+    env.var("LOG_FORMAT").unwrap_or_default().parse()
+}
+
+/// A listen address, host:port, from `variable` or `default`.
+pub fn listen_addr(
+    env: &Env,
+    variable: &'static str,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let raw = env.var(variable).unwrap_or_else(|| default.to_owned());
+    raw.trim()
+        .parse()
+        .map_err(|_| ConfigError::new(variable, format!("expected host:port such as {default}")))
 }
 
 /// Where the queue is: SQS (or an SQS-speaking emulator), or the embedded
@@ -267,15 +365,16 @@ impl std::fmt::Display for QueueUrl {
 
 const QUEUE_URL_EXPECTED: &str = "expected an SQS queue URL such as http://localhost:4566/000000000000/login-queue or an embedded queue file such as sqlite:///var/lib/sluice/queue.db";
 
-/// `QUEUE_URL`, which both services need: set, and well-formed.
-pub fn require_queue_url(raw: Option<&str>) -> Result<QueueUrl, ConfigError> {
-    match raw {
-        Some(raw) if !raw.trim().is_empty() => parse_queue_url(raw),
-        _ => Err(ConfigError::new(
-            "QUEUE_URL",
-            format!("is not set; {QUEUE_URL_EXPECTED}"),
-        )),
-    }
+/// `QUEUE_URL`, when set: well-formed.
+pub fn queue_url(env: &Env) -> Result<Option<QueueUrl>, ConfigError> {
+    env.var("QUEUE_URL")
+        .map(|raw| parse_queue_url(&raw))
+        .transpose()
+}
+
+/// `QUEUE_URL` for what needs a queue: refused when unset.
+pub fn require_queue_url(url: Option<&QueueUrl>) -> Result<&QueueUrl, ConfigError> {
+    url.ok_or_else(|| ConfigError::new("QUEUE_URL", format!("is not set; {QUEUE_URL_EXPECTED}")))
 }
 
 /// Parses `QUEUE_URL`: an `http(s)://` SQS URL, or `sqlite:` and a file path
@@ -283,23 +382,21 @@ pub fn require_queue_url(raw: Option<&str>) -> Result<QueueUrl, ConfigError> {
 pub fn parse_queue_url(raw: &str) -> Result<QueueUrl, ConfigError> {
     let raw = raw.trim();
     if let Some(rest) = raw.strip_prefix("sqlite:") {
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        let path = path.split('?').next().unwrap_or_default();
-        if path.is_empty() || path.ends_with('/') {
+        let Some(path) = sqlite_path(rest) else {
             return Err(ConfigError::new(
                 "QUEUE_URL",
                 format!("names no queue file; {QUEUE_URL_EXPECTED}"),
             ));
-        }
+        };
         // SQLite opens `:memory:` in memory whatever the flags: a queue that
         // vanishes at exit, and one per process.
-        if path == ":memory:" {
+        if path.as_os_str() == ":memory:" {
             return Err(ConfigError::new(
                 "QUEUE_URL",
                 format!("an in-memory queue would lose accepted events; {QUEUE_URL_EXPECTED}"),
             ));
         }
-        return Ok(QueueUrl::Sqlite(PathBuf::from(path)));
+        return Ok(QueueUrl::Sqlite(path));
     }
     if (raw.starts_with("http://") || raw.starts_with("https://")) && raw.len() > "https://".len() {
         Ok(QueueUrl::Sqs(raw.to_owned()))

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::QueueUrl;
+use crate::config::{QueueUrl, StartError};
 pub use sqs_error::SqsErrorKind;
 
 /// A received message.
@@ -169,6 +169,22 @@ pub async fn check_answers(queue: &dyn Queue, within: Duration) -> Result<(), St
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("did not answer within {} s", within.as_secs())),
     }
+}
+
+/// How a service starts on its queue: [`connect`], then [`check_answers`],
+/// so a wrong URL fails at start rather than on the first request.
+pub async fn connect_checked(url: &QueueUrl) -> Result<Arc<dyn Queue>, StartError> {
+    let queue = connect(url).await.map_err(|e| StartError::Queue {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    check_answers(queue.as_ref(), STARTUP_CHECK)
+        .await
+        .map_err(|reason| StartError::Queue {
+            url: queue.describe(),
+            reason,
+        })?;
+    Ok(queue)
 }
 
 /// Connects to the queue a QUEUE_URL names (SQS or embedded); does not create

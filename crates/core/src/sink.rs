@@ -61,9 +61,13 @@ pub trait Sink: Send + Sync + 'static {
 /// Connects to the database named by `DATABASE_URL`.
 pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Arc<dyn Sink>, SinkError> {
     Ok(match url {
-        DatabaseUrl::Postgres(url) => {
-            Arc::new(postgres::PostgresSink::connect(url, max_connections).await?)
-        }
+        DatabaseUrl::Postgres(url) => Arc::new(
+            postgres::PostgresSink::connect(
+                crate::config::ExposeSecret::expose_secret(url),
+                max_connections,
+            )
+            .await?,
+        ),
         DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteSink::open(path).await?),
     })
 }

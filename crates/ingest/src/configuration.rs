@@ -1,36 +1,50 @@
-//! Ingest settings: environment (after `.env`), overridden by flags.
+//! Ingest settings: one loader, [`Config::load`], over an [`Env`] (the
+//! process environment after `.env`, with the flags laid over it).
 //!
 //! Everything is validated here, before anything connects, so a bad setting
-//! stops the service with one line naming the variable.
+//! stops the service with one line naming the variable. Defaults are written
+//! once, in [`Settings::default`]; the loader falls back to them. Tests build
+//! a [`Settings`] directly, or load one from [`Env::from_pairs`].
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Args;
-use sluice_core::config::{
-    ConfigError, LogFormat, QueueUrl, env_parse, env_var, require_queue_url,
-};
+use secrecy::ExposeSecret;
+use sluice_core::config::{self, ConfigError, Env, QueueUrl, Service, require_queue_url};
 
 use crate::auth::Token;
 use crate::batcher::BatchSettings;
 use crate::pack::MIN_MESSAGE_BYTES;
 use sluice_core::queue::MAX_MESSAGE_BYTES;
 
-/// Flags; each falls back to its variable.
-#[derive(Debug, Clone, Default, Args)]
-pub struct CommonArgs {
-    /// SQS queue URL, or sqlite:///path/queue.db for the embedded queue.
-    #[arg(long, env = "QUEUE_URL")]
-    pub queue_url: Option<String>,
-    /// Listen address, host:port.
-    #[arg(long, env = "INGEST_ADDR")]
-    pub addr: Option<String>,
-    /// text or json.
-    #[arg(long, env = "LOG_FORMAT")]
-    pub log_format: Option<String>,
+/// `INGEST_ADDR`'s default.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// Everything `sluice-ingest` reads: `LOG_FORMAT` and `INGEST_ADDR`, the
+/// queue accepted events go to, and how the service behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: Service,
+    pub queue_url: QueueUrl,
+    pub settings: Settings,
 }
 
-/// Everything but the listen address and the queue.
+impl Config {
+    pub fn load(env: &Env) -> Result<Self, ConfigError> {
+        let service = Service::load(env, "INGEST_ADDR", DEFAULT_ADDR)?;
+        let settings = Settings::load(env)?;
+        // Read again when the embedded queue opens; checked here so a bad
+        // size stops the service with one line naming it.
+        sluice_core::queue::sqlite::Limits::load(env)?;
+        let queue_url = require_queue_url(config::queue_url(env)?.as_ref())?.clone();
+        Ok(Self {
+            service,
+            queue_url,
+            settings,
+        })
+    }
+}
+
+/// How the service behaves: everything but where it listens and the queue.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `INGEST_TOKEN`: when set, `POST /events` needs `Authorization: Bearer <token>`.
@@ -70,57 +84,51 @@ impl Default for Settings {
 }
 
 const POSITIVE: &str = "expected a positive whole number";
-const SIZE: &str = "expected a size in bytes, such as 10485760 or 10MiB";
+const MILLIS: &str = "expected a whole number of milliseconds";
 
 impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn load(env: &Env) -> Result<Self, ConfigError> {
         let d = Settings::default();
         let batch = BatchSettings {
-            max_message_bytes: env_bytes("INGEST_MAX_MESSAGE_BYTES", d.batch.max_message_bytes)?,
-            linger: Duration::from_millis(env_parse(
-                "INGEST_LINGER_MS",
-                d.batch.linger.as_millis() as u64,
-                "expected a whole number of milliseconds",
-            )?),
-            max_linger: Duration::from_millis(env_parse(
-                "INGEST_MAX_LINGER_MS",
-                d.batch.max_linger.as_millis() as u64,
-                "expected a whole number of milliseconds",
-            )?),
-            enqueue_timeout: Duration::from_millis(env_parse(
+            max_message_bytes: env.bytes("INGEST_MAX_MESSAGE_BYTES", d.batch.max_message_bytes)?,
+            linger: env.millis("INGEST_LINGER_MS", d.batch.linger, MILLIS)?,
+            max_linger: env.millis("INGEST_MAX_LINGER_MS", d.batch.max_linger, MILLIS)?,
+            enqueue_timeout: env.millis(
                 "INGEST_ENQUEUE_TIMEOUT_MS",
-                d.batch.enqueue_timeout.as_millis() as u64,
-                "expected a whole number of milliseconds",
-            )?),
-            flush_concurrency: env_parse(
+                d.batch.enqueue_timeout,
+                MILLIS,
+            )?,
+            flush_concurrency: env.parse(
                 "INGEST_FLUSH_CONCURRENCY",
                 d.batch.flush_concurrency,
                 POSITIVE,
             )?,
-            send_concurrency: env_parse(
+            send_concurrency: env.parse(
                 "INGEST_SEND_CONCURRENCY",
                 d.batch.send_concurrency,
                 POSITIVE,
             )?,
-            max_pending_bytes: env_bytes("INGEST_MAX_PENDING_BYTES", d.batch.max_pending_bytes)?,
+            max_pending_bytes: env.bytes("INGEST_MAX_PENDING_BYTES", d.batch.max_pending_bytes)?,
         };
         let settings = Self {
-            token: env_var("INGEST_TOKEN").map(|t| Token::new(t.trim())),
-            max_body: env_bytes("INGEST_MAX_BODY", d.max_body)?,
-            max_decoded_body: env_bytes("INGEST_MAX_DECODED_BODY", d.max_decoded_body)?,
-            request_timeout: Duration::from_secs(env_parse(
+            token: env
+                .secret("INGEST_TOKEN")
+                .map(|t| Token::new(t.expose_secret())),
+            max_body: env.bytes("INGEST_MAX_BODY", d.max_body)?,
+            max_decoded_body: env.bytes("INGEST_MAX_DECODED_BODY", d.max_decoded_body)?,
+            request_timeout: env.secs(
                 "INGEST_REQUEST_TIMEOUT_SECS",
-                d.request_timeout.as_secs(),
+                d.request_timeout,
                 POSITIVE,
-            )?),
-            shutdown_timeout: Duration::from_secs(env_parse(
+            )?,
+            shutdown_timeout: env.secs(
                 "INGEST_SHUTDOWN_TIMEOUT_SECS",
-                d.shutdown_timeout.as_secs(),
+                d.shutdown_timeout,
                 POSITIVE,
-            )?),
-            retry_after: env_parse("INGEST_RETRY_AFTER_SECS", d.retry_after, POSITIVE)?,
-            max_buffered: env_bytes("INGEST_MAX_BUFFERED_BYTES", d.max_buffered)?,
-            max_connections: env_parse("INGEST_MAX_CONNECTIONS", d.max_connections, POSITIVE)?,
+            )?,
+            retry_after: env.parse("INGEST_RETRY_AFTER_SECS", d.retry_after, POSITIVE)?,
+            max_buffered: env.bytes("INGEST_MAX_BUFFERED_BYTES", d.max_buffered)?,
+            max_connections: env.parse("INGEST_MAX_CONNECTIONS", d.max_connections, POSITIVE)?,
             batch,
         };
         settings.validate()?;
@@ -178,63 +186,64 @@ impl Settings {
     }
 }
 
-/// A size in bytes: a whole number, optionally with KiB, MiB or GiB.
-pub fn parse_bytes(raw: &str) -> Option<usize> {
-    let raw = raw.trim();
-    let digits = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(digits);
-    let number: usize = number.parse().ok()?;
-    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" | "k" => 1024,
-        "mib" | "m" => 1024 * 1024,
-        "gib" | "g" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
-}
-
-fn env_bytes(name: &'static str, default: usize) -> Result<usize, ConfigError> {
-    match env_var(name) {
-        None => Ok(default),
-        Some(v) => parse_bytes(&v).ok_or_else(|| ConfigError::new(name, SIZE)),
-    }
-}
-
-pub fn queue_url(args: &CommonArgs) -> Result<QueueUrl, ConfigError> {
-    require_queue_url(args.queue_url.as_deref())
-}
-
-pub fn listen_addr(args: &CommonArgs) -> Result<SocketAddr, ConfigError> {
-    let raw = args.addr.as_deref().unwrap_or("127.0.0.1:8080");
-    raw.trim()
-        .parse()
-        .map_err(|_| ConfigError::new("INGEST_ADDR", "expected host:port such as 127.0.0.1:8080"))
-}
-
-pub fn log_format(args: &CommonArgs) -> Result<LogFormat, ConfigError> {
-    args.log_format.as_deref().unwrap_or("text").parse()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_bytes("10485760"), Some(10 * 1024 * 1024));
-        assert_eq!(parse_bytes("10MiB"), Some(10 * 1024 * 1024));
-        assert_eq!(parse_bytes(" 256 KiB "), Some(256 * 1024));
-        assert_eq!(parse_bytes("1g"), Some(1024 * 1024 * 1024));
-        assert_eq!(parse_bytes("ten"), None);
-        assert_eq!(parse_bytes("-5"), None);
-        assert_eq!(parse_bytes("5 MB"), None);
-        assert_eq!(parse_bytes(""), None);
-        assert_eq!(parse_bytes("99999999999999999999GiB"), None);
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(&Env::from_pairs(pairs.iter().copied()))
     }
 
     #[test]
-    fn defaults_are_valid() {
-        Settings::default().validate().unwrap();
+    fn loads_from_a_list_without_the_process_environment() {
+        let config = load(&[
+            ("QUEUE_URL", "sqlite:///tmp/q.db"),
+            ("INGEST_TOKEN", " s3cret "),
+            ("INGEST_MAX_BODY", "1MiB"),
+            ("INGEST_MAX_DECODED_BODY", "2MiB"),
+            ("INGEST_LINGER_MS", "7"),
+        ])
+        .unwrap();
+        assert_eq!(config.queue_url, QueueUrl::Sqlite("/tmp/q.db".into()));
+        assert_eq!(config.service.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(config.settings.max_body, 1024 * 1024);
+        assert_eq!(config.settings.batch.linger, Duration::from_millis(7));
+        assert!(config.settings.token.is_some());
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let d = Settings::default();
+        assert_eq!(config.settings.retry_after, d.retry_after);
+        assert_eq!(config.settings.batch.max_linger, d.batch.max_linger);
+    }
+
+    #[test]
+    fn refuses_in_one_line_naming_the_variable() {
+        let queue = ("QUEUE_URL", "sqlite:q.db");
+        for (pairs, variable) in [
+            (vec![], "QUEUE_URL"),
+            (vec![queue, ("INGEST_ADDR", "nowhere")], "INGEST_ADDR"),
+            (vec![queue, ("INGEST_MAX_BODY", "5 MB")], "INGEST_MAX_BODY"),
+            (
+                vec![queue, ("INGEST_SEND_CONCURRENCY", "0")],
+                "INGEST_SEND_CONCURRENCY",
+            ),
+            (
+                vec![
+                    queue,
+                    ("INGEST_MAX_LINGER_MS", "1"),
+                    ("INGEST_LINGER_MS", "2"),
+                ],
+                "INGEST_MAX_LINGER_MS",
+            ),
+            (vec![queue, ("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+        ] {
+            let err = load(&pairs).unwrap_err();
+            assert_eq!(err.variable, variable, "{pairs:?}");
+            assert!(!err.to_string().contains('\n'));
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Builds the service from settings so that `main` and the tests run the
-//! same thing: tests build an [`Application`] on `127.0.0.1:0` against their
-//! own queue, and stop it by cancelling its token. [`service`] is the router
+//! same thing: the binary [`connect`](Application::connect)s from its
+//! [`Config`]; tests [`build`](Application::build) an [`Application`] on
+//! `127.0.0.1:0` against their own queue, and stop it by cancelling its
+//! token. [`service`] is the router
 //! with its running batcher alone, so that the Lambda binary serves the very
 //! same routes through `lambda_http` instead of a listener.
 
@@ -8,13 +10,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use sluice_core::queue::Queue;
+pub use sluice_core::config::StartError;
+use sluice_core::queue::{self, Queue};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Batcher;
-use crate::configuration::Settings;
+use crate::configuration::{Config, Settings};
 use crate::http::{HttpState, Limits, router};
 use crate::metrics;
 use crate::serve::serve;
@@ -61,6 +64,16 @@ pub struct Application {
 }
 
 impl Application {
+    /// What `sluice-ingest` runs: the queue `config` names, connected and
+    /// answering, and the listener bound.
+    pub async fn connect(config: Config) -> Result<Self, StartError> {
+        let queue = queue::connect_checked(&config.queue_url).await?;
+        let addr = config.service.addr;
+        Self::build(addr, queue, config.settings)
+            .await
+            .map_err(|e| StartError::listen("INGEST_ADDR", addr, &e))
+    }
+
     /// Binds the listener; the queue is already connected.
     pub async fn build(
         addr: SocketAddr,

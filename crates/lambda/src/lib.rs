@@ -33,9 +33,9 @@ use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use lambda_http::request::RequestContext;
 use lambda_http::{RequestExt, Service};
-use sluice_core::config::{ConfigError, LogFormat, QueueUrl, env_var};
+use sluice_core::config::{self, ConfigError, Env, LogFormat, QueueUrl, require_queue_url};
 use sluice_core::queue::Queue;
-use sluice_ingest::configuration::{self, CommonArgs, Settings};
+use sluice_ingest::configuration::Settings;
 use sluice_ingest::startup;
 use tokio_util::sync::CancellationToken;
 
@@ -61,17 +61,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the same variables as `sluice-ingest`, but for `INGEST_ADDR`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let args = CommonArgs {
-            queue_url: env_var("QUEUE_URL"),
-            addr: None,
-            log_format: env_var("LOG_FORMAT"),
-        };
-        let log_format = configuration::log_format(&args)?;
-        let mut settings = Settings::from_env()?;
-        let queue_url = match configuration::queue_url(&args)? {
-            QueueUrl::Sqs(url) => url,
+    /// What `sluice-ingest` reads, but for `INGEST_ADDR`, with Lambda's
+    /// batching defaults.
+    pub fn load(env: &Env) -> Result<Self, ConfigError> {
+        let log_format = config::log_format(env)?;
+        let mut settings = Settings::load(env)?;
+        let queue_url = match require_queue_url(config::queue_url(env)?.as_ref())? {
+            QueueUrl::Sqs(url) => url.clone(),
             QueueUrl::Sqlite(_) => {
                 return Err(ConfigError::new(
                     "QUEUE_URL",
@@ -81,14 +77,38 @@ impl Config {
         };
         no_linger_unless_set(
             &mut settings,
-            env_var("INGEST_LINGER_MS").is_some(),
-            env_var("INGEST_MAX_LINGER_MS").is_some(),
+            env.is_set("INGEST_LINGER_MS"),
+            env.is_set("INGEST_MAX_LINGER_MS"),
         );
         Ok(Self {
             queue_url,
             settings,
             log_format,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_from_a_list_with_lambdas_defaults() {
+        let sqs = "https://sqs.eu-west-1.amazonaws.com/123456789012/q";
+        let config = Config::load(&Env::from_pairs([("QUEUE_URL", sqs)])).unwrap();
+        assert_eq!(config.queue_url, sqs);
+        assert_eq!(config.settings.batch.linger, Duration::ZERO);
+        assert_eq!(config.settings.batch.max_linger, Duration::ZERO);
+        let config = Config::load(&Env::from_pairs([
+            ("QUEUE_URL", sqs),
+            ("INGEST_LINGER_MS", "3"),
+            // Not read on Lambda: no listener.
+            ("INGEST_ADDR", "nowhere"),
+        ]))
+        .unwrap();
+        assert_eq!(config.settings.batch.max_linger, Duration::from_millis(3));
+        let err = Config::load(&Env::from_pairs([("QUEUE_URL", "sqlite:q.db")])).unwrap_err();
+        assert_eq!(err.variable, "QUEUE_URL");
     }
 }
 

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use sluice_core::config::{Env, refuse, start};
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
 use sluice_core::telemetry;
@@ -13,19 +14,19 @@ use sluice_ingest_lambda::{Config, app};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    // For `cargo lambda watch` on a developer's machine; Lambda has no .env.
-    if let Err(line) = sluice_core::config::load_dotenv() {
-        return sluice_core::config::refuse(line);
-    }
-    let config = match Config::from_env() {
+/// `.env` is for `cargo lambda watch` on a developer's machine; Lambda has none.
+fn main() -> ExitCode {
+    start(run)
+}
+
+async fn run() -> ExitCode {
+    let config = match Config::load(&Env::process()) {
         Ok(config) => config,
-        Err(e) => return sluice_core::config::refuse(e),
+        Err(e) => return refuse(e),
     };
     // lambda_http panics without it; one line is kinder.
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
-        return sluice_core::config::refuse(
+        return refuse(
             "AWS_LAMBDA_RUNTIME_API: is not set; this binary runs inside AWS Lambda \
              (or `cargo lambda watch`); elsewhere run sluice-ingest",
         );

@@ -21,7 +21,7 @@ use sluice_core::wire::{Item, decode_body};
 use sluice_ingest::configuration::Settings;
 use sluice_testkit::{require, service};
 
-/// The settings Config::from_env makes on Lambda with nothing set.
+/// The settings Config::load makes on Lambda with nothing set.
 fn settings() -> Settings {
     let mut settings = Settings::default();
     sluice_ingest_lambda::no_linger_unless_set(&mut settings, false, false);

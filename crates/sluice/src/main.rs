@@ -33,15 +33,11 @@ enum Command {
     Up(up::UpArgs),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    // A missing .env is normal; a malformed one stops the program.
-    if let Err(line) = sluice_core::config::load_dotenv() {
-        return sluice_core::config::refuse(line);
-    }
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Up(args) => up::run(args).await,
-    };
-    sluice_core::config::exit_code(result)
+fn main() -> ExitCode {
+    sluice_core::config::start(|| async {
+        let result = match Cli::parse().command {
+            Command::Up(args) => up::run(args).await,
+        };
+        sluice_core::config::exit_code(result)
+    })
 }

@@ -7,14 +7,17 @@
 //! 202), the writer commits what it holds, and whatever is still queued is
 //! picked up by the next `sluice up`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use sluice_core::config::{ConfigError, DatabaseUrl, QueueUrl, env_var, parse_queue_url};
+use sluice_core::config::StartError;
+use sluice_core::config::{ConfigError, DatabaseUrl, Env, QueueUrl};
 use sluice_core::key_file;
-use sluice_core::masking::{Masker, PiiKey};
+use sluice_core::masking::Masker;
 use sluice_core::{queue, shutdown, telemetry};
+use sluice_ingest::configuration::Config as IngestConfig;
+use sluice_writer::configuration::{Config as WriterConfig, PiiSettings};
+use sluice_writer::startup::connect_sink;
 use thiserror::Error;
 
 /// Where a first run keeps everything when `.env` says nothing.
@@ -22,23 +25,42 @@ const DEFAULT_QUEUE_URL: &str = "sqlite://data/queue.db";
 const DEFAULT_DATABASE_URL: &str = "sqlite://data/sluice.db";
 const DEFAULT_KEY_FILE: &str = "data/pii.key";
 
+/// Each flag wins over its variable, which wins over the first-run default.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Queue: sqlite://path (embedded) or an SQS URL.
-    #[arg(long, env = "QUEUE_URL", default_value = DEFAULT_QUEUE_URL)]
-    queue_url: String,
-    /// Database: sqlite://path or postgres://…
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
-    database_url: String,
-    /// Ingest listen address.
-    #[arg(long, env = "INGEST_ADDR", default_value = "127.0.0.1:8080")]
-    ingest_addr: String,
-    /// Writer health and metrics listen address.
-    #[arg(long, env = "WRITER_ADDR", default_value = "127.0.0.1:9090")]
-    writer_addr: String,
-    /// text or json.
-    #[arg(long, env = "LOG_FORMAT")]
+    /// Queue: sqlite://path (embedded) or an SQS URL [default: $QUEUE_URL,
+    /// else sqlite://data/queue.db].
+    #[arg(long)]
+    queue_url: Option<String>,
+    /// Database: sqlite://path or postgres://… [default: $DATABASE_URL,
+    /// else sqlite://data/sluice.db].
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Ingest listen address [default: $INGEST_ADDR, else 127.0.0.1:8080].
+    #[arg(long)]
+    ingest_addr: Option<String>,
+    /// Writer health and metrics listen address [default: $WRITER_ADDR,
+    /// else 127.0.0.1:9090].
+    #[arg(long)]
+    writer_addr: Option<String>,
+    /// text or json [default: $LOG_FORMAT, else text].
+    #[arg(long)]
     log_format: Option<String>,
+}
+
+impl UpArgs {
+    /// What both halves load their settings from: the flags, over `env`,
+    /// over the first-run defaults.
+    fn over(self, env: Env) -> Env {
+        env.with("QUEUE_URL", self.queue_url)
+            .with("DATABASE_URL", self.database_url)
+            .with("INGEST_ADDR", self.ingest_addr)
+            .with("WRITER_ADDR", self.writer_addr)
+            .with("LOG_FORMAT", self.log_format)
+            .or("QUEUE_URL", DEFAULT_QUEUE_URL)
+            .or("DATABASE_URL", DEFAULT_DATABASE_URL)
+            .or(key_file::VARIABLE, DEFAULT_KEY_FILE)
+    }
 }
 
 #[derive(Debug, Error)]
@@ -48,36 +70,20 @@ pub enum UpError {
     #[error("QUEUE_URL: cannot open the queue at {url}: {reason}")]
     Queue { url: String, reason: String },
     #[error("{0}")]
-    Writer(#[from] sluice_writer::cli::RunError),
-    #[error("{variable}: cannot listen on {addr}: {reason}")]
-    Listen {
-        variable: &'static str,
-        addr: String,
-        reason: String,
-    },
+    Start(#[from] StartError),
 }
 
 pub async fn run(args: UpArgs) -> Result<(), UpError> {
-    let format = args.log_format.as_deref().unwrap_or("text").parse()?;
-    telemetry::init_logging(format);
-
-    // Every setting is checked before anything is created or connected.
-    let queue_url = parse_queue_url(&args.queue_url)?;
-    let database_url = DatabaseUrl::parse(&args.database_url)?;
-    let ingest_addr = args.ingest_addr.trim().parse().map_err(|_| {
-        ConfigError::new("INGEST_ADDR", "expected host:port such as 127.0.0.1:8080")
-    })?;
-    let writer_common = sluice_writer::configuration::CommonArgs {
-        queue_url: Some(args.queue_url.clone()),
-        database_url: Some(args.database_url.clone()),
-        addr: Some(args.writer_addr.clone()),
-        log_format: args.log_format.clone(),
-    };
-    let writer_addr = sluice_writer::configuration::listen_addr(&writer_common)?;
-    let tuning = sluice_writer::configuration::Tuning::from_env_for(&queue_url)?;
-    sluice_core::queue::sqlite::Limits::from_env()?;
-    let ingest_settings = sluice_ingest::configuration::Settings::from_env()?;
-    let masker = masker()?;
+    // Every setting is checked before anything is created or connected:
+    // each half loads its own, from the same environment.
+    let env = args.over(Env::process());
+    let ingest_config = IngestConfig::load(&env)?;
+    let writer_config = WriterConfig::load(&env)?;
+    telemetry::init_logging(writer_config.service.log_format);
+    let queue_url = ingest_config.queue_url.clone();
+    let database_url = writer_config.database_url()?.clone();
+    let tuning = writer_config.tuning.clone();
+    let masker = masker(&writer_config.pii)?;
 
     // Signals count from here: Ctrl-C while waiting for a database that is
     // still starting is a clean stop, as in `sluice-writer serve`.
@@ -86,20 +92,19 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         // The embedded queue keeps the redrive rule stored in it (by
         // `sluice-writer setup`) unless WRITER_MAX_RECEIVE_COUNT is given; an
         // SQS queue is created when missing, as `setup` does.
-        let queue = if matches!(queue_url, QueueUrl::Sqlite(_))
-            && env_var("WRITER_MAX_RECEIVE_COUNT").is_none()
-        {
-            queue::connect(&queue_url).await
-        } else {
-            queue::setup(&queue_url, tuning.max_receive_count, tuning.visibility)
-                .await
-                .map(|(queue, _)| queue)
-        }
-        .map_err(|e| UpError::Queue {
-            url: queue_url.to_string(),
-            reason: e.to_string(),
-        })?;
-        let sink = sluice_writer::cli::connect_sink(&writer_common, &tuning).await?;
+        let queue =
+            if matches!(queue_url, QueueUrl::Sqlite(_)) && tuning.max_receive_count.is_none() {
+                queue::connect(&queue_url).await
+            } else {
+                queue::setup(&queue_url, tuning.receive_count(), tuning.visibility)
+                    .await
+                    .map(|(queue, _)| queue)
+            }
+            .map_err(|e| UpError::Queue {
+                url: queue_url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let sink = connect_sink(&database_url, &tuning).await?;
         Ok::<_, UpError>((queue, sink))
     };
     let (queue, sink) = tokio::select! {
@@ -107,6 +112,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         () = shutdown.cancelled() => return Ok(()),
     };
 
+    let writer_addr = writer_config.service.addr;
     let writer = sluice_writer::startup::Application::build(
         writer_addr,
         Arc::clone(&queue),
@@ -115,10 +121,12 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         tuning,
     )
     .await
-    .map_err(|e| listen_error("WRITER_ADDR", &args.writer_addr, e))?;
-    let ingest = sluice_ingest::startup::Application::build(ingest_addr, queue, ingest_settings)
-        .await
-        .map_err(|e| listen_error("INGEST_ADDR", &args.ingest_addr, e))?;
+    .map_err(|e| StartError::listen("WRITER_ADDR", writer_addr, &e))?;
+    let ingest_addr = ingest_config.service.addr;
+    let ingest =
+        sluice_ingest::startup::Application::build(ingest_addr, queue, ingest_config.settings)
+            .await
+            .map_err(|e| StartError::listen("INGEST_ADDR", ingest_addr, &e))?;
     tracing::info!(
         ingest = %format!("http://{}/events", ingest.local_addr()),
         writer = %format!("http://{}/readyz", writer.local_addr()),
@@ -130,29 +138,17 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     Ok(())
 }
 
-fn listen_error(variable: &'static str, addr: &str, e: std::io::Error) -> UpError {
-    UpError::Listen {
-        variable,
-        addr: addr.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
 /// `PII_KEY` when set; otherwise the key file, made on the first run.
-fn masker() -> Result<Masker, ConfigError> {
-    if env_var("PII_KEY").is_some() {
-        return sluice_writer::configuration::masker();
-    }
-    let path =
-        PathBuf::from(env_var(key_file::VARIABLE).unwrap_or_else(|| DEFAULT_KEY_FILE.to_owned()));
-    if key_file::create_if_missing(&path)? {
+fn masker(pii: &PiiSettings) -> Result<Masker, ConfigError> {
+    if let (None, Some(path)) = (&pii.key, &pii.key_file)
+        && key_file::create_if_missing(path)?
+    {
         tracing::warn!(
             path = %path.display(),
             "created a new PII key (readable by you only); keep it: without it, encrypted values cannot be recovered"
         );
     }
-    let key = PiiKey::from_base64(key_file::VARIABLE, &key_file::read(&path)?)?;
-    sluice_writer::configuration::masker_with(key)
+    pii.masker()
 }
 
 /// The database for the log: a SQLite path, never a PostgreSQL password.

@@ -157,7 +157,13 @@ async fn main() {
             .await
             .unwrap();
         let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        bench("postgres", DatabaseUrl::Postgres(url.clone()), url, rows).await;
+        bench(
+            "postgres",
+            DatabaseUrl::Postgres(url.clone().into()),
+            url,
+            rows,
+        )
+        .await;
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");

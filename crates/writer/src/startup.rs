@@ -1,14 +1,19 @@
 //! Builds the writer from settings so that `main` and the tests run the same
-//! thing: tests build an [`Application`] on `127.0.0.1:0` against their own
-//! queue and database, and stop it by cancelling its token.
+//! thing: the binary [`connect`](Application::connect)s from its [`Config`];
+//! tests [`build`](Application::build) an [`Application`] on `127.0.0.1:0`
+//! against their own queue and database, and stop it by cancelling its token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use sluice_core::backoff::Backoff;
 use sluice_core::classify::Classifier;
+use sluice_core::config::DatabaseUrl;
+pub use sluice_core::config::StartError;
 use sluice_core::masking::Masker;
-use sluice_core::queue::Queue;
-use sluice_core::sink::Sink;
+use sluice_core::queue::{self, Queue};
+use sluice_core::sink::{self, Sink, SinkError};
 use sluice_core::telemetry;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -16,11 +21,36 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::committer::Committer;
-use crate::configuration::Tuning;
+use crate::configuration::{Config, Tuning};
 use crate::consumer::Consumer;
 use crate::health::Health;
 use crate::http::{HttpState, router};
 use crate::lease::Leases;
+
+/// Connects to the database and migrates it, waiting for one that is still
+/// starting.
+pub async fn connect_sink(url: &DatabaseUrl, tuning: &Tuning) -> Result<Arc<dyn Sink>, StartError> {
+    // Which connection failed, never its password.
+    let failed = |e: SinkError| StartError::Database(format!("{}: {e}", url.redacted()));
+    let sink = sink::connect(url, tuning.db_connections)
+        .await
+        .map_err(failed)?;
+    // A database that is still starting (Compose, a failover) is waited for;
+    // one that refuses, or a certificate that is not trusted, is reported at
+    // once.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        match sink.migrate().await {
+            Ok(()) => return Ok(sink),
+            Err(e) if e.is_transient() && tokio::time::Instant::now() < give_up => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => return Err(failed(e)),
+        }
+    }
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -31,6 +61,20 @@ pub struct Application {
 }
 
 impl Application {
+    /// What `sluice-writer serve` runs: the masker, the queue (answering)
+    /// and the database (migrated) that `config` names, and the health
+    /// listener bound.
+    pub async fn connect(config: Config) -> Result<Self, StartError> {
+        let masker = config.pii.masker()?;
+        let database = config.database_url()?;
+        let queue = queue::connect_checked(config.queue_url()?).await?;
+        let sink = connect_sink(database, &config.tuning).await?;
+        let addr = config.service.addr;
+        Self::build(addr, queue, sink, masker, config.tuning)
+            .await
+            .map_err(|e| StartError::listen("WRITER_ADDR", addr, &e))
+    }
+
     /// Binds the health listener; the queue and sink are already connected.
     pub async fn build(
         addr: SocketAddr,

@@ -101,7 +101,7 @@ impl Db {
     fn url(&self) -> DatabaseUrl {
         match self {
             Db::Sqlite { path, .. } => DatabaseUrl::Sqlite(path.clone()),
-            Db::Postgres(db) => DatabaseUrl::Postgres(db.url.clone()),
+            Db::Postgres(db) => DatabaseUrl::Postgres(db.url.clone().into()),
         }
     }
 

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::{OpsError, forget, keys, lookup, open, operator, rekey};
-use crate::configuration::CommonArgs;
+use crate::configuration::Config;
 
 /// Rows per slice (one transaction each) unless `--batch-rows` says.
 const DEFAULT_BATCH_ROWS: &str = "5000";
@@ -62,36 +62,36 @@ pub struct ForgetArgs {
     pub operator: Option<String>,
 }
 
-pub async fn keys(common: &CommonArgs, args: KeysArgs) -> Result<(), OpsError> {
-    let (masker, store) = open(common).await?;
+pub async fn keys(config: &Config, args: KeysArgs) -> Result<(), OpsError> {
+    let (masker, store) = open(config).await?;
     keys::run(&masker, &store, args.json).await
 }
 
-pub async fn rekey(common: &CommonArgs, args: RekeyArgs) -> Result<(), OpsError> {
-    let (masker, store) = open(common).await?;
+pub async fn rekey(config: &Config, args: RekeyArgs) -> Result<(), OpsError> {
+    let (masker, store) = open(config).await?;
     let who = operator(args.operator);
     rekey::run(masker, &store, &who, args.dry_run, args.batch_rows as usize).await
 }
 
-pub async fn lookup(common: &CommonArgs, args: LookupArgs) -> Result<(), OpsError> {
+pub async fn lookup(config: &Config, args: LookupArgs) -> Result<(), OpsError> {
     let who = operator(args.operator);
     if args.count {
-        let (masker, store) = open(common).await?;
+        let (masker, store) = open(config).await?;
         lookup::run(masker, Some(&store), &who, &args.field, &args.value).await
     } else {
         // The forms need only the keys, not the database.
-        let masker = crate::configuration::masker()?;
+        let masker = config.pii.masker()?;
         lookup::run(masker, None, &who, &args.field, &args.value).await
     }
 }
 
-pub async fn forget(common: &CommonArgs, args: ForgetArgs) -> Result<(), OpsError> {
+pub async fn forget(config: &Config, args: ForgetArgs) -> Result<(), OpsError> {
     if !args.pairs.len().is_multiple_of(2) {
         return Err(OpsError::Usage(
             "forget: expected FIELD VALUE pairs (an even number of arguments)".to_owned(),
         ));
     }
-    let (masker, store) = open(common).await?;
+    let (masker, store) = open(config).await?;
     let pairs = args
         .pairs
         .chunks(2)

@@ -30,8 +30,8 @@ use sluice_core::config::ConfigError;
 use sluice_core::masking::{Masker, Strategy};
 use thiserror::Error;
 
-use crate::cli::{RunError, connect_sink};
-use crate::configuration::{self, CommonArgs, Tuning};
+use crate::configuration::{Config, Tuning};
+use crate::startup::{StartError, connect_sink};
 use progress::Progress;
 use store::{Change, Row, Store, Table};
 
@@ -49,10 +49,10 @@ pub enum OpsError {
     Start(String),
 }
 
-impl From<RunError> for OpsError {
-    fn from(e: RunError) -> Self {
+impl From<StartError> for OpsError {
+    fn from(e: StartError) -> Self {
         match e {
-            RunError::Config(c) => OpsError::Config(c),
+            StartError::Config(c) => OpsError::Config(c),
             other => OpsError::Start(other.to_string()),
         }
     }
@@ -88,11 +88,11 @@ pub fn audit(command: &str, operator: &str, key_ids: &str, counts: &str, dry_run
 
 /// The masker from the settings and the database, migrated (so every table
 /// an operation reads exists).
-pub async fn open(common: &CommonArgs) -> Result<(Masker, Store), OpsError> {
-    let masker = configuration::masker()?;
-    let url = configuration::database_url(common)?;
-    connect_sink(common, &Tuning::default()).await?;
-    Ok((masker, Store::open(&url).await?))
+pub async fn open(config: &Config) -> Result<(Masker, Store), OpsError> {
+    let masker = config.pii.masker()?;
+    let url = config.database_url()?;
+    connect_sink(url, &Tuning::default()).await?;
+    Ok((masker, Store::open(url).await?))
 }
 
 /// The stored forms of `value` for a field: under the primary key, then

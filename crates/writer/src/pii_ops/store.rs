@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
-use sluice_core::config::DatabaseUrl;
+use sluice_core::config::{DatabaseUrl, ExposeSecret};
 use sluice_core::sink::postgres::PostgresSink;
 use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, Row as _};
@@ -157,7 +157,7 @@ impl Store {
         match url {
             // The sink's own pool: the same URL handling and TLS settings.
             DatabaseUrl::Postgres(url) => {
-                let sink = PostgresSink::connect(url, 2)
+                let sink = PostgresSink::connect(url.expose_secret(), 2)
                     .await
                     .map_err(|e| OpsError::Database(e.to_string()))?;
                 Ok(Store::Postgres(sink.pool().clone()))

@@ -271,7 +271,7 @@ impl TestDb {
 
     pub fn url(&self) -> DatabaseUrl {
         match self {
-            TestDb::Postgres(url) => DatabaseUrl::Postgres(url.clone()),
+            TestDb::Postgres(url) => DatabaseUrl::Postgres(url.clone().into()),
             TestDb::Sqlite(path) => DatabaseUrl::Sqlite(path.clone()),
         }
     }

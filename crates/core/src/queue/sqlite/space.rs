@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 
-use crate::config::{ConfigError, env_var};
+use crate::config::{ConfigError, Env};
 
 /// `QUEUE_MAX_BYTES`'s default: the messages may take 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
@@ -61,15 +61,20 @@ impl Default for Limits {
 impl Limits {
     /// `QUEUE_MAX_BYTES` and `QUEUE_MIN_FREE_BYTES`, or their defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&Env::process())
+    }
+
+    /// The same from `env`, for a service's loader.
+    pub fn load(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            max_bytes: env_bytes("QUEUE_MAX_BYTES", DEFAULT_MAX_BYTES)?,
-            min_free_bytes: env_bytes("QUEUE_MIN_FREE_BYTES", DEFAULT_MIN_FREE_BYTES)?,
+            max_bytes: env_bytes(env, "QUEUE_MAX_BYTES", DEFAULT_MAX_BYTES)?,
+            min_free_bytes: env_bytes(env, "QUEUE_MIN_FREE_BYTES", DEFAULT_MIN_FREE_BYTES)?,
         })
     }
 }
 
-fn env_bytes(name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match env_var(name) {
+fn env_bytes(env: &Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match env.var(name) {
         None => Ok(default),
         Some(raw) => parse_bytes(&raw).ok_or_else(|| ConfigError::new(name, EXPECTED)),
     }
