@@ -66,6 +66,9 @@ pub struct Tuning {
     /// How long `Idempotency-Key` identities are kept
     /// (`WRITER_IDEMPOTENCY_RETENTION_HOURS`).
     pub idempotency_retention: Duration,
+    /// How often the queue-depth gauges are refreshed
+    /// (`WRITER_QUEUE_DEPTH_INTERVAL_SECS`).
+    pub queue_depth_interval: Duration,
 }
 
 impl Tuning {
@@ -123,6 +126,11 @@ impl Tuning {
                 )?
                 .min(24 * 365 * 100),
             ),
+            queue_depth_interval: Duration::from_secs(env_parse(
+                "WRITER_QUEUE_DEPTH_INTERVAL_SECS",
+                15,
+                positive,
+            )?),
         };
         for (name, value) in [
             ("WRITER_CONSUMERS", tuning.consumers),
@@ -131,6 +139,10 @@ impl Tuning {
             ("WRITER_COMMITTERS", tuning.committers),
             ("WRITER_DB_CONNECTIONS", tuning.db_connections as usize),
             ("WRITER_MAX_HELD_ROWS", tuning.max_held_rows),
+            (
+                "WRITER_QUEUE_DEPTH_INTERVAL_SECS",
+                tuning.queue_depth_interval.as_secs() as usize,
+            ),
             (
                 "WRITER_IDEMPOTENCY_RETENTION_HOURS",
                 tuning.idempotency_retention.as_secs() as usize,
@@ -173,6 +185,7 @@ impl Default for Tuning {
             max_receive_count: 5,
             max_held_rows: 40_000,
             idempotency_retention: Duration::from_secs(3600 * DEFAULT_RETENTION_HOURS),
+            queue_depth_interval: Duration::from_secs(15),
         }
     }
 }
