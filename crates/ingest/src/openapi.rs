@@ -100,7 +100,9 @@ mod tests {
     /// The codes a documented response allows for `error`.
     fn codes(doc: &Value, response: &Value) -> Vec<String> {
         let schema = &response["content"]["application/json"]["schema"];
-        let parts = schema["allOf"].as_array().expect("an error response's allOf");
+        let parts = schema["allOf"]
+            .as_array()
+            .expect("an error response's allOf");
         assert!(
             parts
                 .iter()
@@ -133,7 +135,10 @@ mod tests {
             }
             let status = e.status().as_u16().to_string();
             let response = &responses[&status];
-            assert!(response.is_object(), "status {status} of {e:?} undocumented");
+            assert!(
+                response.is_object(),
+                "status {status} of {e:?} undocumented"
+            );
             let codes = codes(&doc, response);
             assert!(
                 codes.iter().any(|c| c == e.code()),

@@ -24,7 +24,6 @@ pub const QUEUE_MESSAGES: &str = "sluice_writer_queue_messages";
 /// Refreshes of [`QUEUE_MESSAGES`] that failed (the gauges keep their last value).
 pub const QUEUE_DEPTH_ERRORS: &str = "sluice_writer_queue_depth_errors_total";
 
-
 /// Installs the Prometheus recorder (if not yet) and gives every metric its
 /// help text.
 pub fn describe() {

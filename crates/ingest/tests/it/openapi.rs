@@ -22,7 +22,10 @@ fn registered_routes() -> Vec<(String, String)> {
     let mut routes = Vec::new();
     for entry in std::fs::read_dir(src).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for (_, rest) in text.match_indices(".route(\"").map(|(i, _)| text.split_at(i + 8)) {
+        for (_, rest) in text
+            .match_indices(".route(\"")
+            .map(|(i, _)| text.split_at(i + 8))
+        {
             let (path, after) = rest.split_once('"').unwrap();
             let after = after.trim_start_matches([',', ' ', '\n']);
             let (methods, _) = after.split_once('(').unwrap();
@@ -74,7 +77,9 @@ fn conforms(doc: &Value, path: &str, method: &str, answer: &Answer) {
     let content_type = answer.headers["content-type"].to_str().unwrap();
     let documented = response["content"].as_object().unwrap();
     assert!(
-        documented.keys().any(|k| content_type.starts_with(k.as_str())),
+        documented
+            .keys()
+            .any(|k| content_type.starts_with(k.as_str())),
         "{method} {path} {}: content type {content_type} not among {:?}",
         answer.status,
         documented.keys().collect::<Vec<_>>()
@@ -110,7 +115,10 @@ async fn every_documented_operation_answers_as_documented() {
 
     let served = ingest.get("/openapi.json").await;
     conforms(&doc, "/openapi.json", "get", &served);
-    assert_eq!(served.text, DOCUMENT, "the served document is the repository's");
+    assert_eq!(
+        served.text, DOCUMENT,
+        "the served document is the repository's"
+    );
 
     for path in ["/healthz", "/readyz", "/metrics"] {
         let answer = ingest.get(path).await;
@@ -127,24 +135,37 @@ async fn every_documented_operation_answers_as_documented() {
         .values()
         .map(|e| ("application/json", e["value"].to_string()))
         .collect();
-    examples.push((
-        "application/x-ndjson",
-        body["application/x-ndjson"]["example"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    ));
+    // NDJSON is documented as the sequence of its lines' events.
+    let lines: Vec<String> = body["application/x-ndjson"]["example"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| format!("{event}\n"))
+        .collect();
+    examples.push(("application/x-ndjson", lines.concat()));
     assert_eq!(examples.len(), 4, "object, array, envelope and NDJSON");
     for (content_type, example) in &examples {
-        let plain = ingest.post(example.clone(), &[("content-type", content_type)]).await;
-        assert_eq!(plain.status, 202, "{content_type} {example}: {}", plain.text);
+        let plain = ingest
+            .post(example.clone(), &[("content-type", content_type)])
+            .await;
+        assert_eq!(
+            plain.status, 202,
+            "{content_type} {example}: {}",
+            plain.text
+        );
         conforms(&doc, "/events", "post", &plain);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(example.as_bytes()).unwrap();
         let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         zlib.write_all(example.as_bytes()).unwrap();
-        for (encoding, bytes) in [("gzip", gz.finish().unwrap()), ("deflate", zlib.finish().unwrap())] {
-            let headers = [("content-type", *content_type), ("content-encoding", encoding)];
+        for (encoding, bytes) in [
+            ("gzip", gz.finish().unwrap()),
+            ("deflate", zlib.finish().unwrap()),
+        ] {
+            let headers = [
+                ("content-type", *content_type),
+                ("content-encoding", encoding),
+            ];
             let answer = ingest.post(bytes, &headers).await;
             assert_eq!(answer.status, 202, "{encoding} {example}: {}", answer.text);
         }
@@ -167,7 +188,11 @@ async fn every_documented_operation_answers_as_documented() {
 
     // A method a path does not serve: the documented 405.
     for (path, item) in doc["paths"].as_object().unwrap() {
-        let wrong = if item.get("get").is_some() { "DELETE" } else { "GET" };
+        let wrong = if item.get("get").is_some() {
+            "DELETE"
+        } else {
+            "GET"
+        };
         let answer = Answer::from(
             ingest
                 .client
@@ -194,7 +219,9 @@ async fn the_documented_401() {
     let answer = ingest.post("{}", &[]).await;
     conforms(&document(), "/events", "post", &answer);
     assert_eq!(answer.status, 401);
-    let ok = ingest.post("{}", &[("authorization", "Bearer s3cret")]).await;
+    let ok = ingest
+        .post("{}", &[("authorization", "Bearer s3cret")])
+        .await;
     assert_eq!(ok.status, 202, "{}", ok.text);
     ingest.stop().await;
 }

@@ -87,7 +87,10 @@ fn selectors(expr: &str) -> Vec<(String, BTreeSet<String>)> {
         .captures_iter(expr)
         .map(|c| {
             let labels = c.get(3).map_or("", |m| m.as_str());
-            let names = label.captures_iter(labels).map(|l| l[1].to_owned()).collect();
+            let names = label
+                .captures_iter(labels)
+                .map(|l| l[1].to_owned())
+                .collect();
             (c[1].to_owned(), names)
         })
         .collect()
@@ -131,7 +134,9 @@ fn every_alert_has_a_firing_and_a_quiet_test_case() {
     ];
     for word in required {
         assert!(
-            alerts.iter().any(|(name, _)| name.to_lowercase().contains(word)),
+            alerts
+                .iter()
+                .any(|(name, _)| name.to_lowercase().contains(word)),
             "no alert about {word}: {alerts:?}"
         );
     }
@@ -149,7 +154,11 @@ fn the_monitoring_profile_provisions_prometheus_and_grafana() {
     let services = compose["services"].as_object().unwrap();
     for (name, service) in services {
         let monitoring = ["prometheus", "grafana"].contains(&name.as_str());
-        let expected = if monitoring { json!(["monitoring"]) } else { Value::Null };
+        let expected = if monitoring {
+            json!(["monitoring"])
+        } else {
+            Value::Null
+        };
         assert_eq!(service["profiles"], expected, "profiles of {name}");
     }
     // Every bind mount of theirs names a file or folder of the repository.
@@ -226,7 +235,9 @@ async fn embedded_dead_letters_are_counted() {
         Some(0)
     );
     let dlq = queue.dead_letter_queue();
-    dlq.send_batch(&["{}".to_owned(), "{}".to_owned()]).await.unwrap();
+    dlq.send_batch(&["{}".to_owned(), "{}".to_owned()])
+        .await
+        .unwrap();
     let counts = queue.dead_letter_counts().await.unwrap().unwrap();
     assert_eq!((counts.visible, counts.in_flight), (2, 0));
     assert_eq!(dlq.dead_letter_counts().await.unwrap(), None);

@@ -16,8 +16,12 @@ impl SqsQueue {
     pub(super) async fn dead_letter_counts_via_policy(
         &self,
     ) -> Result<Option<QueueCounts>, QueueError> {
-        let Some(policy) =
-            attribute(&self.client, &self.queue_url, QueueAttributeName::RedrivePolicy).await?
+        let Some(policy) = attribute(
+            &self.client,
+            &self.queue_url,
+            QueueAttributeName::RedrivePolicy,
+        )
+        .await?
         else {
             return Ok(None);
         };
@@ -68,7 +72,12 @@ mod tests {
             target_of(policy),
             Some(("123456789012".to_owned(), "q-dlq".to_owned()))
         );
-        for broken in ["", "{}", r#"{"deadLetterTargetArn": 5}"#, r#"{"deadLetterTargetArn": "q"}"#] {
+        for broken in [
+            "",
+            "{}",
+            r#"{"deadLetterTargetArn": 5}"#,
+            r#"{"deadLetterTargetArn": "q"}"#,
+        ] {
             assert_eq!(target_of(broken), None, "{broken}");
         }
     }
