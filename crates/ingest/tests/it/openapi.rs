@@ -64,6 +64,9 @@ fn every_registered_route_is_documented() {
     );
 }
 
+/// Headers, body and the status they are refused with.
+type Refusal<'a> = (&'a [(&'a str, &'a str)], &'a str, u16);
+
 /// Checks an answer against the operation's documented responses.
 fn conforms(doc: &Value, path: &str, method: &str, answer: &Answer) {
     let operation = &doc["paths"][path][method];
@@ -167,7 +170,7 @@ async fn every_documented_operation_answers_as_documented() {
     }
 
     // Refusals: each status answered as documented.
-    let refusals: [(&[(&str, &str)], &str, u16); 6] = [
+    let refusals: [Refusal; 6] = [
         (&[], "{", 400),
         (&[], "[]", 400),
         (&[("idempotency-key", "")], "{}", 400),
