@@ -152,6 +152,11 @@ pub trait Queue: Send + Sync + 'static {
     async fn depth(&self) -> Result<u64, QueueError>;
     /// Approximate numbers of messages waiting and in flight.
     async fn counts(&self) -> Result<QueueCounts, QueueError>;
+    /// Approximate counts of this queue's dead-letter queue; `None` when
+    /// it has none (or this is one).
+    async fn dead_letter_counts(&self) -> Result<Option<QueueCounts>, QueueError> {
+        Ok(None)
+    }
     /// `queue` URL or path, for logs.
     fn describe(&self) -> String;
 }

@@ -5,7 +5,7 @@
 //! Prometheus exporter on `/metrics`; labels are fixed vocabularies (table
 //! names, error kinds), never values from records.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -25,6 +25,13 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Buckets of every `*_lag_seconds` histogram: a backlog lasts minutes to
+/// hours, far past the latency buckets' 10 s.
+pub const LAG_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    7200.0, 21600.0, 86400.0,
+];
+
 /// Installs the global Prometheus recorder, or returns the installed one's
 /// handle (tests build several apps in one process).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -36,6 +43,9 @@ pub fn metrics_handle() -> PrometheusHandle {
             ];
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&buckets)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_lag_seconds".into()), LAG_BUCKETS)
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new())
                 .build_recorder();
             let handle = recorder.handle();

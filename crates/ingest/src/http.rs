@@ -1,4 +1,5 @@
-//! The routes: `POST /events`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! The routes: `POST /events`, `GET /healthz`, `GET /readyz`, `GET /metrics`,
+//! `GET /openapi.json` (documented in `crates/ingest/openapi.json`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::budget::{Budget, Room};
 use crate::error::ApiError;
 use crate::events::Events;
 use crate::metrics;
+use crate::openapi;
 use crate::pack;
 use crate::parse;
 
@@ -88,6 +90,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

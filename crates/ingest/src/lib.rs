@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod pack;
 pub mod parse;
 mod sender;

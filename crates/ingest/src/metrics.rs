@@ -47,7 +47,23 @@ pub fn describe() {
         QUEUE_ERRORS,
         "queue failures by kind (each is retried or answered 503)"
     );
+    // Exported at 0 from the start, so dashboards and alerts find them and
+    // `rate()` sees the first failure.
+    for kind in QUEUE_ERROR_KINDS {
+        metrics::counter!(QUEUE_ERRORS, "kind" => kind).increment(0);
+    }
 }
+
+/// Every kind [`queue_error`] counts.
+const QUEUE_ERROR_KINDS: [&str; 7] = [
+    "entry_failed",
+    "call_failed",
+    "call_timeout",
+    "call_too_large",
+    "message_too_large",
+    "queue_full",
+    "deadline",
+];
 
 /// One answered POST /events.
 pub fn request(status: StatusCode, elapsed: Duration) {

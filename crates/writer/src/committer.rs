@@ -195,6 +195,11 @@ impl Committer {
                         "batch committed"
                     );
                     metrics::committed(&outcome, elapsed);
+                    let fresh = batch.messages.iter().map(|m| m.key.as_str());
+                    metrics::lag(
+                        fresh.filter(|k| !outcome.duplicate_keys.iter().any(|d| d == k)),
+                        std::time::SystemTime::now(),
+                    );
                     return Ok(());
                 }
                 Err(e @ SinkError::Permanent(_)) => return Err(e),

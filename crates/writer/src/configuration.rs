@@ -206,6 +206,9 @@ pub struct Tuning {
     /// How long `Idempotency-Key` identities are kept
     /// (`WRITER_IDEMPOTENCY_RETENTION_HOURS`).
     pub idempotency_retention: Duration,
+    /// How often the queue-depth gauges are refreshed
+    /// (`WRITER_QUEUE_DEPTH_INTERVAL_SECS`).
+    pub queue_depth_interval: Duration,
 }
 
 const POSITIVE: &str = "expected a positive whole number";
@@ -264,6 +267,11 @@ impl Tuning {
                     )?
                     .min(MAX_RETENTION_HOURS),
             ),
+            queue_depth_interval: env.secs(
+                "WRITER_QUEUE_DEPTH_INTERVAL_SECS",
+                d.queue_depth_interval,
+                POSITIVE,
+            )?,
         };
         tuning.validate()?;
         Ok(tuning)
@@ -277,6 +285,10 @@ impl Tuning {
             ("WRITER_COMMITTERS", self.committers),
             ("WRITER_DB_CONNECTIONS", self.db_connections as usize),
             ("WRITER_MAX_HELD_ROWS", self.max_held_rows),
+            (
+                "WRITER_QUEUE_DEPTH_INTERVAL_SECS",
+                self.queue_depth_interval.as_secs() as usize,
+            ),
             (
                 "WRITER_IDEMPOTENCY_RETENTION_HOURS",
                 self.idempotency_retention.as_secs() as usize,
@@ -324,6 +336,7 @@ impl Default for Tuning {
             max_receive_count: None,
             max_held_rows: 40_000,
             idempotency_retention: Duration::from_secs(3600 * DEFAULT_RETENTION_HOURS),
+            queue_depth_interval: Duration::from_secs(15),
         }
     }
 }

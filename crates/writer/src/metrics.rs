@@ -5,7 +5,7 @@
 //! installs the recorder first, because a description given before then
 //! goes nowhere.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_core::records::WriteOutcome;
 
@@ -19,6 +19,10 @@ pub const ERRORS: &str = "sluice_writer_errors_total";
 pub const MESSAGES_DELETED: &str = "sluice_writer_messages_deleted_total";
 pub const MESSAGES_RELEASED: &str = "sluice_writer_messages_released_total";
 pub const VISIBILITY_EXTENSIONS: &str = "sluice_writer_visibility_extensions_total";
+pub const LAG_SECONDS: &str = "sluice_writer_lag_seconds";
+pub const QUEUE_MESSAGES: &str = "sluice_writer_queue_messages";
+/// Refreshes of [`QUEUE_MESSAGES`] that failed (the gauges keep their last value).
+pub const QUEUE_DEPTH_ERRORS: &str = "sluice_writer_queue_depth_errors_total";
 
 /// Installs the Prometheus recorder (if not yet) and gives every metric its
 /// help text.
@@ -55,6 +59,69 @@ pub fn describe() {
         VISIBILITY_EXTENSIONS,
         "visibility extensions of held messages"
     );
+    metrics::describe_histogram!(
+        LAG_SECONDS,
+        "seconds from ingest accepting an envelope (its received_at) to its commit, per committed envelope"
+    );
+    metrics::describe_gauge!(
+        QUEUE_MESSAGES,
+        "messages in the queue by state (visible, in_flight, dead_letter), refreshed every WRITER_QUEUE_DEPTH_INTERVAL_SECS"
+    );
+    metrics::describe_counter!(
+        QUEUE_DEPTH_ERRORS,
+        "queue depth refreshes that failed (the gauges keep their last value)"
+    );
+    // Exported at 0 from the start, so dashboards and alerts find them and
+    // `rate()` sees the first failure.
+    for kind in ERROR_KINDS {
+        metrics::counter!(ERRORS, "kind" => kind).increment(0);
+    }
+}
+
+/// Every kind [`error`] counts.
+const ERROR_KINDS: [&str; 6] = [
+    "queue_receive",
+    "queue_delete",
+    "queue_visibility",
+    "db_transient",
+    "db_permanent",
+    "decode_panic",
+];
+
+/// One histogram sample per committed message that is an envelope written
+/// by ingest: its id is a UUID v7, minted in the same statement as the
+/// envelope's `received_at`, so the id's millisecond timestamp is that
+/// time. Read from the key the writer already holds, it costs no second
+/// parse of the body. Messages already committed before (duplicates) and
+/// bodies that are not such envelopes add no sample.
+pub fn lag(keys: impl IntoIterator<Item = impl AsRef<str>>, now: SystemTime) {
+    let histogram = metrics::histogram!(LAG_SECONDS);
+    for key in keys {
+        if let Some(seconds) = lag_of(key.as_ref(), now) {
+            histogram.record(seconds);
+        }
+    }
+}
+
+/// Seconds from the UUID v7 `key`'s timestamp to `now`; `None` for any
+/// other key. A clock ahead of this writer's counts as no lag.
+fn lag_of(key: &str, now: SystemTime) -> Option<f64> {
+    let id = uuid::Uuid::try_parse(key).ok()?;
+    if id.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    let at = UNIX_EPOCH + Duration::new(secs, nanos);
+    Some(now.duration_since(at).map_or(0.0, |d| d.as_secs_f64()))
+}
+
+/// The queue's depth by `state`: `visible`, `in_flight`, `dead_letter`.
+pub fn queue_messages(state: &'static str, count: u64) {
+    metrics::gauge!(QUEUE_MESSAGES, "state" => state).set(count as f64);
+}
+
+pub fn queue_depth_error() {
+    metrics::counter!(QUEUE_DEPTH_ERRORS).increment(1);
 }
 
 /// `queue_receive`, `queue_delete`, `queue_visibility`, `db_transient`,
@@ -93,4 +160,25 @@ pub fn released(messages: usize) {
 
 pub fn extended(messages: usize) {
     metrics::counter!(VISIBILITY_EXTENSIONS).increment(messages as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_comes_from_uuid_v7_keys_only() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_700_000_000, 123_000_000);
+        let key = uuid::Uuid::new_v7(ts).to_string();
+        let lag = lag_of(&key, at + Duration::from_millis(2_500)).unwrap();
+        assert!((lag - 2.5).abs() < 0.001, "{lag}");
+        // A clock behind the envelope's: no lag, not a negative one.
+        assert_eq!(lag_of(&key, at - Duration::from_secs(1)), Some(0.0));
+        // SQS message ids (v4), hashed keys and anything else: no sample.
+        let v4 = "0b6f4b4e-2f5d-4c8e-9a4e-6d1f0c3b2a19";
+        for other in [v4, "sha256:00", "", "not-a-uuid"] {
+            assert_eq!(lag_of(other, at), None, "{other}");
+        }
+    }
 }

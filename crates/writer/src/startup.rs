@@ -149,6 +149,12 @@ impl Application {
             lease_stop.clone(),
         ));
 
+        let depth = tokio::spawn(crate::depth::run(
+            Arc::clone(&self.queue),
+            tuning.queue_depth_interval,
+            lease_stop.clone(),
+        ));
+
         let mut consumers = JoinSet::new();
         for _ in 0..tuning.consumers {
             let consumer = Consumer {
@@ -190,6 +196,7 @@ impl Application {
         lease_stop.cancel();
         let _ = keeper.await;
         let _ = purger.await;
+        let _ = depth.await;
         http_stop.cancel();
         let _ = http.await;
         tracing::info!(still_held = leases.held_count(), "writer stopped");

@@ -6,6 +6,8 @@
 //! and dummy credentials for local endpoints — so the SDK never falls back to
 //! probing the EC2 metadata service on a developer's machine.
 
+mod dead_letter;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -553,6 +555,10 @@ impl Queue for SqsQueue {
             visible: n(QueueAttributeName::ApproximateNumberOfMessages),
             in_flight: n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
         })
+    }
+
+    async fn dead_letter_counts(&self) -> Result<Option<QueueCounts>, QueueError> {
+        self.dead_letter_counts_via_policy().await
     }
 
     fn describe(&self) -> String {

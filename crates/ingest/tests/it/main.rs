@@ -10,4 +10,5 @@ mod bombs;
 mod crash;
 mod delivery;
 mod metrics;
+mod openapi;
 mod shutdown;

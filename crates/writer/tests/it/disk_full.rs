@@ -79,16 +79,16 @@ fn newest_file(dir: &Path) -> SystemTime {
     newest
 }
 
-/// A running `sluice-ingest` child.
-struct IngestProcess {
+/// A running `sluice-ingest` child (also started by `monitoring`).
+pub(crate) struct IngestProcess {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     stderr: JoinHandle<String>,
     _stdout: JoinHandle<String>,
 }
 
 impl IngestProcess {
-    async fn start(dir: &Path, env: &[(&str, String)]) -> Self {
+    pub(crate) async fn start(dir: &Path, env: &[(&str, String)]) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(ingest_binary())
             .env_clear()
@@ -124,7 +124,7 @@ impl IngestProcess {
     }
 
     /// Posts events; the status, the `Retry-After` header and the body.
-    async fn post(&self, events: &[Value]) -> (u16, Option<String>, Value) {
+    pub(crate) async fn post(&self, events: &[Value]) -> (u16, Option<String>, Value) {
         let r = reqwest::Client::new()
             .post(format!("http://{}/events", self.addr))
             .json(events)
@@ -139,7 +139,7 @@ impl IngestProcess {
         (status, retry_after, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn stop(mut self) -> String {
+    pub(crate) async fn stop(mut self) -> String {
         sigterm(self.child.id().expect("still running"));
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await

@@ -13,6 +13,7 @@ mod disk_full;
 mod hostile;
 mod idempotency;
 mod metrics;
+mod monitoring;
 mod outage;
 mod pii_ops;
 mod pii_subject;

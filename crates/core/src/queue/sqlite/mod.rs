@@ -375,6 +375,13 @@ impl Queue for SqliteQueue {
         .await
     }
 
+    async fn dead_letter_counts(&self) -> Result<Option<QueueCounts>, QueueError> {
+        match self.which {
+            Which::Main => self.dead_letter_queue().counts().await.map(Some),
+            Which::DeadLetter => Ok(None),
+        }
+    }
+
     fn describe(&self) -> String {
         match self.which {
             Which::Main => self.shared.path.display().to_string(),
