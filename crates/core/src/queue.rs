@@ -7,6 +7,7 @@
 //! Batch calls report per-entry failures as values, because SQS answers them
 //! with HTTP 200 and a `Failed` list that is easy to ignore.
 
+pub mod dead_letter;
 pub mod sqlite;
 pub mod sqs;
 pub mod sqs_error;

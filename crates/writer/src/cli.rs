@@ -1,5 +1,6 @@
-//! The command line: `serve` (default), `migrate`, `setup`, `recover`, and
-//! the PII operations `keys`, `rekey`, `lookup`, `forget` (in `pii_ops`).
+//! The command line: `serve` (default), `migrate`, `setup`, `recover`, the
+//! PII operations `keys`, `rekey`, `lookup`, `forget` (in `pii_ops`), and the
+//! dead-letter tools `dlq` (in `dlq`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use sluice_core::telemetry;
 use thiserror::Error;
 
 use crate::configuration::{self, CommonArgs, Tuning};
+use crate::dlq;
 use crate::pii_ops::{OpsError, command as pii};
 use crate::startup::Application;
 
@@ -56,6 +58,8 @@ pub enum Command {
     Lookup(pii::LookupArgs),
     /// Erase a data subject's rows and masked values.
     Forget(pii::ForgetArgs),
+    /// The dead-letter queue: `status`, `peek [N]` (masked), `redrive [--max N]`.
+    Dlq(dlq::DlqArgs),
 }
 
 /// Everything that stops the writer, each shown as one line.
@@ -73,6 +77,8 @@ pub enum RunError {
     Recover(String),
     #[error("{0}")]
     Pii(#[from] OpsError),
+    #[error("{0}")]
+    Dlq(#[from] dlq::DlqError),
 }
 
 pub async fn run(cli: Cli) -> Result<(), RunError> {
@@ -88,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::Rekey(args) => Ok(pii::rekey(&common, args).await?),
         Command::Lookup(args) => Ok(pii::lookup(&common, args).await?),
         Command::Forget(args) => Ok(pii::forget(&common, args).await?),
+        Command::Dlq(args) => Ok(dlq::run(&common, args).await?),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod committer;
 pub mod configuration;
 pub mod consumer;
+pub mod dlq;
 pub mod health;
 pub mod http;
 pub mod lease;
