@@ -17,14 +17,6 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Whether tmux can run here; skipped without it, unless services are required.
 fn have_tmux() -> bool {
     let found = Command::new("tmux")
@@ -49,7 +41,14 @@ struct Tmux {
 impl Tmux {
     fn new() -> Self {
         Self {
-            socket: format!("sluice-top-{}-{}", std::process::id(), free_port()),
+            socket: format!(
+                "sluice-top-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ),
         }
     }
 
@@ -86,13 +85,14 @@ impl Drop for Up {
     }
 }
 
-fn up(dir: &Path, ingest: &str, writer: &str) -> Up {
+/// Starts it on ports the system picks (read back from its log).
+fn up(dir: &Path) -> Up {
     let child = Command::new(BIN)
         .arg("up")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("INGEST_ADDR", ingest)
-        .env("WRITER_ADDR", writer)
+        .env("INGEST_ADDR", "127.0.0.1:0")
+        .env("WRITER_ADDR", "127.0.0.1:0")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -100,6 +100,13 @@ fn up(dir: &Path, ingest: &str, writer: &str) -> Up {
         .spawn()
         .unwrap();
     Up { child }
+}
+
+/// The `host:port` after `key=http://` in the log, if there.
+fn address(log: &str, key: &str) -> Option<String> {
+    let prefix = format!("{key}=http://");
+    let at = log.find(&prefix)? + prefix.len();
+    Some(log[at..].split('/').next()?.to_owned())
 }
 
 /// The number after `label` on the screen, if any.
@@ -167,32 +174,18 @@ async fn top_shows_live_rates_and_quits_on_q() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (ingest, writer) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let _up = up(dir.path(), &ingest, &writer);
+    let _up = up(dir.path());
     let log = dir.path().join("up.log");
     let up_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let client = reqwest::Client::new();
-    let ready = format!("http://{writer}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok = client
-            .get(&ready)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sluice up never ready\n{}",
-            up_log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Up once it says where it listens (after both listeners are bound).
+    let (ingest, writer) = tokio::task::block_in_place(|| {
+        poll(
+            Duration::from_secs(60),
+            "sluice up to listen",
+            || Some((address(&up_log(), "ingest")?, address(&up_log(), "writer")?)),
+            up_log,
+        )
+    });
 
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));

@@ -54,34 +54,22 @@ async fn setup(backend: Backend, dir: &Path) -> Option<Setup> {
             (Arc::new(queue.clone()), Arc::new(queue.dead_letter_queue()))
         }
         _ => {
-            let endpoint = env[0].1.clone();
-            let client = sluice_core::queue::sqs::client(&SqsSettings {
-                queue_url: url.clone(),
-                endpoint_url: Some(endpoint),
-                region: Some("us-east-1".into()),
-                credentials: Some(("test".into(), "test".into())),
-            })
-            .await;
-            let name = url.rsplit('/').next().unwrap().to_owned();
-            let url_of = |name: String| {
-                let client = client.clone();
+            // Each half looked up by name, as the emulator spells its URL.
+            let open = |url: String| {
+                let endpoint = env[0].1.clone();
                 async move {
-                    client
-                        .get_queue_url()
-                        .queue_name(name)
-                        .send()
-                        .await
-                        .unwrap()
-                        .queue_url()
-                        .unwrap()
-                        .to_owned()
+                    SqsQueue::connect(&SqsSettings {
+                        queue_url: url,
+                        endpoint_url: Some(endpoint),
+                        region: Some("us-east-1".into()),
+                        credentials: Some(("test".into(), "test".into())),
+                    })
+                    .await
                 }
             };
-            let main = url_of(name.clone()).await;
-            let dlq = url_of(format!("{name}-dlq")).await;
             (
-                Arc::new(SqsQueue::from_client(client.clone(), main)),
-                Arc::new(SqsQueue::from_client(client, dlq)),
+                Arc::new(open(url.clone()).await),
+                Arc::new(open(format!("{url}-dlq")).await),
             )
         }
     };
