@@ -180,7 +180,8 @@ async fn top_shows_live_rates_and_quits_on_q() {
     // Up once it says where it listens (after both listeners are bound).
     let (ingest, writer) = tokio::task::block_in_place(|| {
         poll(
-            Duration::from_secs(60),
+            // Migrating a new SQLite database syncs often: slow on a busy disk.
+            Duration::from_secs(180),
             "sluice up to listen",
             || Some((address(&up_log(), "ingest")?, address(&up_log(), "writer")?)),
             up_log,
