@@ -8,6 +8,7 @@
 //! with HTTP 200 and a `Failed` list that is easy to ignore.
 
 mod sdk_error;
+pub mod dead_letter;
 pub mod sqlite;
 pub mod sqs;
 pub mod sqs_error;

@@ -1,11 +1,13 @@
 //! `sluice`: the whole pipeline on one machine, for trying Sluice out and for
-//! small installations — `sluice up` runs ingest and a writer in one process.
+//! small installations — `sluice up` runs ingest and a writer in one process;
+//! `sluice top` watches running services.
 //!
 //! In production the two run as separate services (`sluice-ingest`,
 //! `sluice-writer`) so they scale and fail independently; here one command,
 //! one Ctrl-C, and defaults that need no infrastructure: an embedded SQLite
 //! queue, a SQLite database and a local PII key file, all under `data/`.
 
+mod top;
 mod up;
 
 use std::process::ExitCode;
@@ -31,13 +33,15 @@ struct Cli {
 enum Command {
     /// Start ingest and a writer together until Ctrl-C (or SIGTERM).
     Up(up::UpArgs),
+    /// A live view of running services (--ingest URL, --writer URL); q quits.
+    Top(top::TopArgs),
 }
 
 fn main() -> ExitCode {
     sluice_core::config::start(|| async {
-        let result = match Cli::parse().command {
-            Command::Up(args) => up::run(args).await,
-        };
-        sluice_core::config::exit_code(result)
+        match Cli::parse().command {
+            Command::Up(args) => sluice_core::config::exit_code(up::run(args).await),
+            Command::Top(args) => sluice_core::config::exit_code(top::run(args).await),
+        }
     })
 }

@@ -1,7 +1,8 @@
-//! The command line: `serve` (default), `migrate`, `setup`, `recover`, and
-//! the PII operations `keys`, `rekey`, `lookup`, `forget` (in `pii_ops`).
-//! Flags are laid over the environment and the settings loaded once
-//! ([`Config::load`]); each subcommand takes the parts it needs.
+//! The command line: `serve` (default), `migrate`, `setup`, `recover`, the
+//! PII operations `keys`, `rekey`, `lookup`, `forget` (in `pii_ops`), and the
+//! dead-letter tools `dlq` (in `dlq`). Flags are laid over the environment
+//! and the settings loaded once ([`Config::load`]); each subcommand takes the
+//! parts it needs.
 
 use clap::{Parser, Subcommand};
 use sluice_core::config::{ConfigError, Env, Flags, StartError};
@@ -11,6 +12,7 @@ use sluice_core::{shutdown, telemetry};
 use thiserror::Error;
 
 use crate::configuration::Config;
+use crate::dlq;
 use crate::pii_ops::{OpsError, command as pii};
 use crate::startup::{Application, connect_sink};
 
@@ -52,6 +54,8 @@ pub enum Command {
     Lookup(pii::LookupArgs),
     /// Erase a data subject's rows and masked values.
     Forget(pii::ForgetArgs),
+    /// The dead-letter queue: `status`, `peek [N]` (masked), `redrive [--max N]`.
+    Dlq(dlq::DlqArgs),
 }
 
 /// Everything that stops the writer, each shown as one line.
@@ -63,6 +67,8 @@ pub enum RunError {
     Recover(String),
     #[error("{0}")]
     Pii(#[from] OpsError),
+    #[error("{0}")]
+    Dlq(#[from] dlq::DlqError),
 }
 
 impl From<ConfigError> for RunError {
@@ -96,6 +102,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::Rekey(args) => Ok(pii::rekey(&config, args).await?),
         Command::Lookup(args) => Ok(pii::lookup(&config, args).await?),
         Command::Forget(args) => Ok(pii::forget(&config, args).await?),
+        Command::Dlq(args) => Ok(dlq::run(&config, args).await?),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod committer;
 pub mod configuration;
 pub mod consumer;
 pub mod depth;
+pub mod dlq;
 pub mod health;
 pub mod http;
 pub mod lease;

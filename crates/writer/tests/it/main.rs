@@ -10,6 +10,7 @@ mod body_props;
 
 mod delivery;
 mod disk_full;
+mod dlq;
 mod hostile;
 mod idempotency;
 mod metrics;
