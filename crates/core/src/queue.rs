@@ -7,8 +7,8 @@
 //! Batch calls report per-entry failures as values, because SQS answers them
 //! with HTTP 200 and a `Failed` list that is easy to ignore.
 
-mod sdk_error;
 pub mod dead_letter;
+mod sdk_error;
 pub mod sqlite;
 pub mod sqs;
 pub mod sqs_error;

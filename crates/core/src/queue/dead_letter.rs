@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::sqs::{SqsQueue, SqsSettings};
 use super::sdk_error::queue_error;
+use super::sqs::{SqsQueue, SqsSettings};
 use super::{Queue, QueueError, STARTUP_CHECK, spawn_blocking, sqlite};
 use crate::config::QueueUrl;
 

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::error::classify;
-use crate::sink::SinkError;
 use crate::idempotency::{Claim, Runs};
 use crate::records::MessageRows;
+use crate::sink::SinkError;
 
 /// Claims the message's identities; returns the message without the rows
 /// of identities claimed before (or twice in it).
