@@ -23,11 +23,8 @@
 
 mod runs;
 
-use std::borrow::Cow;
-
 use sha2::{Digest, Sha256};
 
-use crate::records::MessageRows;
 use crate::wire::KeySpan;
 
 pub use runs::{Claim, Fresh, Runs};
@@ -104,55 +101,10 @@ pub struct RowOrigins {
     pub rejected: Vec<Option<u32>>,
 }
 
-impl MessageRows {
-    /// Records that the rows added since the last call came from the
-    /// event whose identity is `origin`.
-    pub fn note_origin(&mut self, origin: Option<u32>) {
-        if self.identities.is_empty() {
-            return;
-        }
-        let o = &mut self.origins;
-        o.logins.resize(self.logins.len(), origin);
-        o.tune_events.resize(self.tune_events.len(), origin);
-        o.tune_adjustments
-            .resize(self.tune_adjustments.len(), origin);
-        o.rejected.resize(self.rejected.len(), origin);
-    }
-
-    /// This message without the rows of identities that are not `fresh`
-    /// (claimed before, or earlier in the same batch); `fresh[j]` is for
-    /// `identities[j]`.
-    pub fn keep_fresh(&self, fresh: &[bool]) -> Cow<'_, MessageRows> {
-        if fresh.iter().all(|f| *f) {
-            return Cow::Borrowed(self);
-        }
-        let keep = |origin: &[Option<u32>], i: usize| match origin.get(i).copied().flatten() {
-            Some(j) => fresh.get(j as usize).copied().unwrap_or(true),
-            None => true,
-        };
-        fn kept<T: Clone>(rows: &[T], keep: impl Fn(usize) -> bool) -> Vec<T> {
-            rows.iter()
-                .enumerate()
-                .filter(|(i, _)| keep(*i))
-                .map(|(_, r)| r.clone())
-                .collect()
-        }
-        let o = &self.origins;
-        Cow::Owned(MessageRows {
-            key: self.key.clone(),
-            logins: kept(&self.logins, |i| keep(&o.logins, i)),
-            tune_events: kept(&self.tune_events, |i| keep(&o.tune_events, i)),
-            tune_adjustments: kept(&self.tune_adjustments, |i| keep(&o.tune_adjustments, i)),
-            rejected: kept(&self.rejected, |i| keep(&o.rejected, i)),
-            identities: Vec::new(),
-            origins: RowOrigins::default(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::MessageRows;
 
     #[test]
     fn keys_are_printable_ascii_up_to_255() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::sdk_error::queue_error;
-use super::sqs::{SqsQueue, SqsSettings};
+use super::sqs::{SqsQueue, SqsSettings, target_of};
 use super::{Queue, QueueError, STARTUP_CHECK, spawn_blocking, sqlite};
 use crate::config::QueueUrl;
 
@@ -106,36 +106,4 @@ async fn sqs_dead_letter(source: &SqsQueue) -> Result<SqsQueue, QueueError> {
             QueueError::new(None, format!("dead-letter queue {name}: no URL returned"))
         })?;
     Ok(SqsQueue::from_client(client.clone(), url))
-}
-
-/// The (account id, queue name) of a redrive policy's
-/// `deadLetterTargetArn` (`arn:aws:sqs:<region>:<account>:<name>`).
-fn target_of(policy: &str) -> Option<(String, String)> {
-    let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
-    let arn = policy.get("deadLetterTargetArn")?.as_str()?;
-    let parts: Vec<&str> = arn.split(':').collect();
-    match parts[..] {
-        ["arn", _, "sqs", _, account, name] if !name.is_empty() => {
-            Some((account.to_owned(), name.to_owned()))
-        }
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_target_is_read_from_the_arn() {
-        assert_eq!(
-            target_of(
-                r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:q-dlq","maxReceiveCount":"5"}"#
-            ),
-            Some(("000000000000".into(), "q-dlq".into()))
-        );
-        assert_eq!(target_of(r#"{"maxReceiveCount":5}"#), None);
-        assert_eq!(target_of(r#"{"deadLetterTargetArn":"q-dlq"}"#), None);
-        assert_eq!(target_of("not json"), None);
-    }
 }

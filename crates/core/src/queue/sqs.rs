@@ -8,6 +8,8 @@
 
 mod dead_letter;
 
+pub(crate) use dead_letter::target_of;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

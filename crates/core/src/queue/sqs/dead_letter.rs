@@ -50,15 +50,18 @@ impl SqsQueue {
     }
 }
 
-/// The account and queue name of a redrive policy's target ARN
-/// (`arn:aws:sqs:region:account:name`).
-fn target_of(policy: &str) -> Option<(String, String)> {
+/// The (account id, queue name) of a redrive policy's
+/// `deadLetterTargetArn` (`arn:aws:sqs:<region>:<account>:<name>`).
+pub(crate) fn target_of(policy: &str) -> Option<(String, String)> {
     let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
     let arn = policy.get("deadLetterTargetArn")?.as_str()?;
-    let mut parts = arn.rsplitn(3, ':');
-    let name = parts.next().filter(|n| !n.is_empty())?;
-    let account = parts.next().filter(|a| !a.is_empty())?;
-    Some((account.to_owned(), name.to_owned()))
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts[..] {
+        ["arn", _, "sqs", _, account, name] if !name.is_empty() => {
+            Some((account.to_owned(), name.to_owned()))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -77,6 +80,8 @@ mod tests {
             "{}",
             r#"{"deadLetterTargetArn": 5}"#,
             r#"{"deadLetterTargetArn": "q"}"#,
+            r#"{"maxReceiveCount":5}"#,
+            "not json",
         ] {
             assert_eq!(target_of(broken), None, "{broken}");
         }

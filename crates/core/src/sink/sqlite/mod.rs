@@ -14,11 +14,12 @@
 //!
 //! Files: `migrate` (the migrations and their runner), `write` (the batch
 //! transaction, receipts, rejected records), `logins`, `tune` (the row
-//! inserts), `idempotency` (claims and purge), `error` (transient or
+//! inserts, through `insert`), `idempotency` (claims and purge), `error` (transient or
 //! permanent).
 
 mod error;
 mod idempotency;
+mod insert;
 mod logins;
 mod migrate;
 mod tune;

@@ -3,7 +3,7 @@
 
 use rusqlite::{Transaction, params};
 
-use super::write::insert_each;
+use super::insert::insert_each;
 use crate::records::{Decimal, TuneAdjustmentRow, TuneEventRow};
 use crate::sink::SinkError;
 

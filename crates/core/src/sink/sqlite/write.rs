@@ -5,10 +5,11 @@
 //! `Idempotency-Key` identities are claimed and its rows inserted with
 //! cached prepared statements; then one commit for the whole batch.
 
-use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::error::classify;
 use super::idempotency::claim_identities;
+use super::insert::insert_each;
 use super::logins::insert_logins;
 use super::tune::{insert_tune_adjustments, insert_tune_events};
 use crate::records::{RejectedRow, WriteBatch, WriteOutcome};
@@ -54,27 +55,6 @@ fn insert_receipt(tx: &Transaction<'_>, key: &str, row_count: i64) -> Result<boo
         .map_err(err)?;
     // execute() returns sqlite3_changes(): 0 when the key was already there.
     Ok(stmt.execute(params![key, row_count]).map_err(err)? > 0)
-}
-
-/// Runs the cached statement `sql` once per row (`run` binds and executes
-/// it); returns the rows it changed. `table` names the table in errors.
-pub(super) fn insert_each<R>(
-    tx: &Transaction<'_>,
-    table: &str,
-    sql: &str,
-    rows: &[R],
-    run: impl Fn(&mut CachedStatement<'_>, &R) -> rusqlite::Result<usize>,
-) -> Result<u64, SinkError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let err = |e| classify(&format!("inserting {table}"), e);
-    let mut stmt = tx.prepare_cached(sql).map_err(err)?;
-    let mut changed = 0;
-    for row in rows {
-        changed += run(&mut stmt, row).map_err(err)? as u64;
-    }
-    Ok(changed)
 }
 
 fn insert_rejected(
