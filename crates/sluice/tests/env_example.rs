@@ -41,13 +41,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Every variable read by the code of the shipped binaries: through a
-/// loader's `Env` (`env.var("…")`, `env.parse("…", …)`, …), a flag laid over
+/// loader's `Env` (`env.var("…")`, `env.parse("…", …)`, `Service::load(env, "…")`), a flag laid over
 /// it, or the process environment itself.
 fn variables_read() -> BTreeSet<String> {
     let reads = Regex::new(
         r#"(?x)
         (?: \b(?:env_var|var|var_os|secret|is_set|parse|millis|secs|bytes)\(\s*
-          | \b(?:listen_addr|env_bytes)\(\s*\w+,\s*
+          | \b(?:listen_addr|env_bytes|load)\(\s*\w+,\s*
           | \benv\s*=\s*
           | \bVARIABLE:\s*&str\s*=\s*
         )"([A-Z][A-Z0-9_]+)""#,

@@ -16,12 +16,28 @@ fn document() -> Value {
     serde_json::from_str(DOCUMENT).unwrap()
 }
 
+/// Every `.rs` file under `dir`, its folders included.
+fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
 /// `(path, method)` of every `.route("…", method(…))` in ingest's sources.
 fn registered_routes() -> Vec<(String, String)> {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     let mut routes = Vec::new();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
         for (_, rest) in text
             .match_indices(".route(\"")
             .map(|(i, _)| text.split_at(i + 8))
