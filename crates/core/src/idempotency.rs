@@ -104,7 +104,6 @@ pub struct RowOrigins {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::MessageRows;
 
     #[test]
     fn keys_are_printable_ascii_up_to_255() {
