@@ -16,7 +16,6 @@ use sluice_core::classify::Classifier;
 use sluice_core::idempotency::identity_key;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
-use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
 use sluice_core::records::LoginRow;
 use sluice_core::wire::{Envelope, KeySpan, decode_value};
 use sqlx::Connection;
@@ -79,27 +78,6 @@ fn pack(records: &[Value], keyed: bool) -> Vec<String> {
             body
         })
         .collect()
-}
-
-async fn fresh_queue(endpoint: &str) -> SqsQueue {
-    let settings = SqsSettings {
-        queue_url: format!("{endpoint}/000000000000/x"),
-        endpoint_url: Some(endpoint.into()),
-        region: Some("us-east-1".into()),
-        credentials: Some(("test".into(), "test".into())),
-    };
-    let client = sluice_core::queue::sqs::client(&settings).await;
-    let name = format!("bench-{}", uuid::Uuid::now_v7().simple());
-    let url = client
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    SqsQueue::from_client(client, url)
 }
 
 async fn fresh_pg(admin: &str) -> String {
@@ -167,7 +145,7 @@ struct Drain {
 }
 
 async fn drain(endpoint: &str, bodies: &[String], db_url: &str, rows: i64) -> Drain {
-    let queue = fresh_queue(endpoint).await;
+    let queue = sluice_testkit::fresh_queue(endpoint, &[]).await;
     for body in bodies {
         let out = queue.send_batch(std::slice::from_ref(body)).await.unwrap();
         assert!(out.failed.is_empty());
