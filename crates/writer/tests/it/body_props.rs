@@ -96,15 +96,10 @@ async fn bodies_through_the_binary_log_no_pii(backend: Backend) {
     let expected: i64 = bodies.iter().map(|b| b.records as i64).sum();
     let texts: Vec<String> = bodies.iter().map(|b| b.text.clone()).collect();
     queue.send(&texts).await;
-    let mut env = queue.env();
-    env.extend([
-        ("DATABASE_URL", db.url_string()),
-        ("PII_KEY", test_key_base64()),
-        ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
-        ("WRITER_WAIT_SECS", "1".to_owned()),
-        ("WRITER_LINGER_MS", "50".to_owned()),
-        ("RUST_LOG", "debug".to_owned()),
-    ]);
+    let env = queue.serve_env(
+        db.url_string(),
+        &[("WRITER_LINGER_MS", "50"), ("RUST_LOG", "debug")],
+    );
     let mut child = writer(dir.path(), &env, &[]).spawn().unwrap();
     let stdout = drain(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());

@@ -145,6 +145,27 @@ impl TestQueue {
         env
     }
 
+    /// What `sluice-writer serve` needs to drain this queue into
+    /// `database_url`: the queue's variables, the tests' key, a port of the
+    /// OS's choosing and one-second receive waits (so that it stops
+    /// briskly); then `extra`, which may add or override (the last of a
+    /// name wins when spawned).
+    pub fn serve_env(
+        &self,
+        database_url: String,
+        extra: &[(&'static str, &str)],
+    ) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        env.extend([
+            ("DATABASE_URL", database_url),
+            ("PII_KEY", test_key_base64()),
+            ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
+            ("WRITER_WAIT_SECS", "1".to_owned()),
+        ]);
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    }
+
     /// Sends bodies ten at a time; every entry must be accepted.
     pub async fn send(&self, bodies: &[String]) {
         for chunk in bodies.chunks(10) {

@@ -103,13 +103,7 @@ async fn serves(url: &str, tag: &str) {
     let queue = TestQueue::embedded();
     let records = generated_logins(40, tag);
     queue.send(&envelope_bodies(&records, 10)).await;
-    let mut env = queue.env();
-    env.extend([
-        ("DATABASE_URL", url.to_owned()),
-        ("PII_KEY", test_key_base64()),
-        ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
-        ("WRITER_WAIT_SECS", "1".to_owned()),
-    ]);
+    let env = queue.serve_env(url.to_owned(), &[]);
     let dir = tempfile::tempdir().unwrap();
     let mut child = writer(dir.path(), &env, &[]).spawn().unwrap();
     let stderr = drain(child.stderr.take().unwrap());
