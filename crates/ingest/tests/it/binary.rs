@@ -148,14 +148,10 @@ async fn a_malformed_env_file_is_reported_without_its_content() {
 /// Accepts events, refuses bad bodies, never logs event content, and exits 0
 /// on SIGTERM with its events in the queue — on SQS (fauxqs and moto) and on
 /// the embedded queue.
-#[tokio::test]
-async fn serves_logs_no_content_and_stops_on_sigterm() {
-    serves_sqs_and_stops(Server::Fauxqs).await;
-}
-
-#[tokio::test]
-async fn serves_moto_and_stops_on_sigterm() {
-    serves_sqs_and_stops(Server::Moto).await;
+sluice_testkit::cases! {
+    #[tokio::test]
+    serves_logs_no_content_and_stops_on_sigterm => serves_sqs_and_stops(Server::Fauxqs);
+    serves_moto_and_stops_on_sigterm => serves_sqs_and_stops(Server::Moto);
 }
 
 async fn serves_sqs_and_stops(server: Server) {

@@ -126,12 +126,8 @@ async fn bodies_through_the_binary_log_no_pii(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_bodies_through_the_binary_log_no_pii() {
-    bodies_through_the_binary_log_no_pii(Backend::Sqs).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_bodies_through_the_binary_log_no_pii() {
-    bodies_through_the_binary_log_no_pii(Backend::Embedded).await;
+sluice_testkit::cases! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    sqs_bodies_through_the_binary_log_no_pii => bodies_through_the_binary_log_no_pii(Backend::Sqs);
+    embedded_bodies_through_the_binary_log_no_pii => bodies_through_the_binary_log_no_pii(Backend::Embedded);
 }
