@@ -10,11 +10,7 @@ use crate::helpers::*;
 use crate::pii_ops::*;
 
 async fn lookup_prints_the_stored_token(kind: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::fresh(kind, dir.path()).await else {
-        return;
-    };
-    let queue = TestQueue::embedded();
+    let (dir, db, queue) = require!(fresh_store(kind).await);
     let writer = writer_with(queue.shared(), &db, masker()).await;
     let subject_ip = "198.51.100.201";
     let mut records = generated_logins(20, "lk");
@@ -82,11 +78,7 @@ async fn lookup_prints_the_stored_token(kind: &str) {
 }
 
 async fn forget_erases_a_subject(kind: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::fresh(kind, dir.path()).await else {
-        return;
-    };
-    let queue = TestQueue::embedded();
+    let (dir, db, queue) = require!(fresh_store(kind).await);
     let writer = writer_with(queue.shared(), &db, masker()).await;
     let (ip, device) = ("198.51.100.77", "dev-subject-77");
     let mut records = generated_logins(10, "other");
