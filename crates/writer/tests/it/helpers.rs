@@ -166,6 +166,12 @@ impl TestQueue {
         env
     }
 
+    /// Waits up to `timeout` until every message is deleted; `what` names
+    /// the moment when it times out.
+    pub async fn until_empty(&self, timeout: Duration, what: &str) {
+        eventually(timeout, what, || async { self.remaining().await == 0 }).await;
+    }
+
     /// Sends bodies ten at a time; every entry must be accepted.
     pub async fn send(&self, bodies: &[String]) {
         for chunk in bodies.chunks(10) {
@@ -367,6 +373,12 @@ impl TestDb {
                 .unwrap_or(0)
             }
         }
+    }
+
+    /// Waits up to `timeout` until `table` holds exactly `rows` rows;
+    /// `what` names the moment when it times out.
+    pub async fn until_rows(&self, table: &str, rows: i64, timeout: Duration, what: &str) {
+        eventually(timeout, what, || async { self.count(table).await == rows }).await;
     }
 
     pub async fn logins(&self) -> Vec<LoginOut> {

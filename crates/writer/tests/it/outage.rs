@@ -62,16 +62,8 @@ async fn postgres_outage_mid_run() {
     })
     .await
     .unwrap();
-    eventually(
-        Duration::from_secs(120),
-        "every row after the restart",
-        || async { db.count("user_logins").await == 6_000 },
-    )
-    .await;
-    eventually(Duration::from_secs(60), "the queue drained", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    db.until_rows("user_logins", 6_000, Duration::from_secs(120), "every row after the restart").await;
+    queue.until_empty(Duration::from_secs(60), "the queue drained").await;
     let TestDb::Postgres(url) = &db else {
         unreachable!()
     };

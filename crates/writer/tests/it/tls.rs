@@ -273,10 +273,7 @@ async fn tls_certificate_untrusted_mid_run_holds_the_messages() {
     let bodies = envelope_bodies(&generated_logins(40, "midrun"), 10);
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     queue.send(&bodies[..2]).await;
-    eventually(Duration::from_secs(60), "the first 20 rows", || async {
-        admin_db.count("user_logins").await == 20
-    })
-    .await;
+    admin_db.until_rows("user_logins", 20, Duration::from_secs(60), "the first 20 rows").await;
 
     // The server now presents a certificate for another name, and the
     // writer's open connections are cut: every new one fails verify-full.
@@ -307,16 +304,8 @@ async fn tls_certificate_untrusted_mid_run_holds_the_messages() {
     assert!(queue.remaining().await > 0, "the messages are still queued");
 
     cluster.present(&certificates.server());
-    eventually(
-        Duration::from_secs(90),
-        "every row once trusted again",
-        || async { admin_db.count("user_logins").await == 40 },
-    )
-    .await;
-    eventually(Duration::from_secs(60), "the queue drained", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    admin_db.until_rows("user_logins", 40, Duration::from_secs(90), "every row once trusted again").await;
+    queue.until_empty(Duration::from_secs(60), "the queue drained").await;
     assert_eq!(queue.dead_letters().await, 0);
     writer.stop().await;
 }
