@@ -44,6 +44,29 @@ impl RunningIngest {
     }
 }
 
+/// The whole pipeline for a test: a fresh queue of a backend, the
+/// directory holding a fresh database, that database, a writer and an
+/// ingest (default settings) on them, and an HTTP client.
+pub(crate) type Pipeline = (
+    TestQueue,
+    tempfile::TempDir,
+    TestDb,
+    RunningWriter,
+    RunningIngest,
+    reqwest::Client,
+);
+
+/// Starts a [`Pipeline`]; `None` (skip) when the queue's or the database's
+/// service is absent.
+pub(crate) async fn pipeline(backend: Backend, kind: &str) -> Option<Pipeline> {
+    let queue = TestQueue::new(backend, 30).await?;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh(kind, dir.path()).await?;
+    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
+    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
+    Some((queue, dir, db, writer, ingest, reqwest::Client::new()))
+}
+
 /// Posts a body; returns the status and the JSON answer.
 pub(crate) async fn post(
     client: &reqwest::Client,
@@ -116,12 +139,7 @@ async fn current_payout(db: &TestDb, event_id: &str) -> Option<f64> {
 }
 
 async fn sample_in_every_form(backend: Backend, kind: &str) {
-    let queue = require!(TestQueue::new(backend, 30).await);
-    let dir = tempfile::tempdir().unwrap();
-    let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
-    let client = reqwest::Client::new();
+    let (queue, _dir, db, writer, ingest, client) = require!(pipeline(backend, kind).await);
     let url = ingest.url();
 
     // One object per request.
@@ -225,13 +243,8 @@ fn tune_events(prefix: &str, n: usize) -> Vec<Value> {
 /// 10,000 events from concurrent clients: exactly 10,000 rows, in far
 /// fewer queue messages than events.
 async fn ten_thousand_events(backend: Backend, clients_n: usize) {
-    let queue = require!(TestQueue::new(backend, 30).await);
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
+    let (queue, _dir, db, writer, ingest, client) = require!(pipeline(backend, "sqlite").await);
     let events = tune_events("load", 10_000);
-    let client = reqwest::Client::new();
     let mut clients = tokio::task::JoinSet::new();
     for share in events.chunks(10_000 / clients_n + 1) {
         let (client, url, share) = (client.clone(), ingest.url(), share.to_vec());
@@ -275,6 +288,19 @@ pub(crate) struct OwnFauxqs {
 }
 
 impl OwnFauxqs {
+    /// A fauxqs of the test's own (`None`, skip, without
+    /// `SLUICE_TEST_FAUXQS`) with a fresh queue on it, and a SQLite database
+    /// in a directory of its own: what a test that freezes the queue's
+    /// server starts from.
+    pub(crate) async fn with_queue_and_sqlite()
+    -> Option<(Self, tempfile::TempDir, TestDb, TestQueue)> {
+        let fauxqs = Self::start(&service("SLUICE_TEST_FAUXQS")?).await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
+        let queue = TestQueue::sqs(&fauxqs.endpoint, 30).await;
+        Some((fauxqs, dir, db, queue))
+    }
+
     pub(crate) async fn start(cli: &str) -> Self {
         let port = sluice_testkit::free_port();
         let child = Command::new("node")
@@ -324,11 +350,7 @@ impl Drop for OwnFauxqs {
 /// and what it checks is ingest's side of a stall, not the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_unreachable_then_back() {
-    let cli = require!(service("SLUICE_TEST_FAUXQS"));
-    let fauxqs = OwnFauxqs::start(&cli).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let queue = TestQueue::sqs(&fauxqs.endpoint, 30).await;
+    let (fauxqs, _dir, db, queue) = require!(OwnFauxqs::with_queue_and_sqlite().await);
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     let settings = Settings {
         batch: BatchSettings {
