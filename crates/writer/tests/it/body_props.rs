@@ -53,7 +53,9 @@ async fn bodies_land_or_are_rejected(backend: Backend, kind: &str) {
     let texts: Vec<String> = bodies.iter().map(|b| b.text.clone()).collect();
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     queue.send(&texts).await;
-    queue.until_empty(Duration::from_secs(90), "every message deleted").await;
+    queue
+        .until_empty(Duration::from_secs(90), "every message deleted")
+        .await;
     assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
     let (status, _) = writer.get("/readyz").await;
     assert_eq!(status, 200, "the writer keeps running");
@@ -100,7 +102,9 @@ async fn bodies_through_the_binary_log_no_pii(backend: Backend) {
     let mut child = writer(dir.path(), &env, &[]).spawn().unwrap();
     let stdout = drain(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());
-    queue.until_empty(Duration::from_secs(90), "every message deleted").await;
+    queue
+        .until_empty(Duration::from_secs(90), "every message deleted")
+        .await;
     assert!(
         child.try_wait().unwrap().is_none(),
         "the writer keeps running"

@@ -72,7 +72,8 @@ async fn fixture_lands(backend: Backend, kind: &str) {
     queue
         .send(&same_ip.iter().map(Value::to_string).collect::<Vec<_>>())
         .await;
-    db.until_rows("user_logins", 101, WAIT, "the two extra logins").await;
+    db.until_rows("user_logins", 101, WAIT, "the two extra logins")
+        .await;
     let logins = db.logins().await;
     let a = logins.iter().find(|l| l.user_id == "same-ip-1").unwrap();
     let b = logins.iter().find(|l| l.user_id == "same-ip-2").unwrap();
@@ -109,7 +110,8 @@ async fn works_with_preexisting_table(backend: Backend, kind: &str) {
         .send(&envelope_bodies(&generated_logins(50, "pre"), 25))
         .await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    db.until_rows("user_logins", 50, WAIT, "50 rows in the pre-created table").await;
+    db.until_rows("user_logins", 50, WAIT, "50 rows in the pre-created table")
+        .await;
     writer.stop().await;
 }
 
@@ -155,7 +157,9 @@ async fn redelivered_message_lands_once(backend: Backend, kind: &str) {
 
     // The visibility timeout passes; a writer receives them all again.
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    queue.until_empty(WAIT, "the redelivered messages deleted").await;
+    queue
+        .until_empty(WAIT, "the redelivered messages deleted")
+        .await;
     eventually(WAIT, "11 duplicates counted", || async {
         writer
             .metric("sluice_writer_duplicate_messages_total")
@@ -265,7 +269,8 @@ async fn graceful_shutdown_leaves_nothing_in_flight(backend: Backend) {
     assert_eq!(written % 100, 0);
     assert_eq!(visible, 20 - written / 100);
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    db.until_rows("user_logins", 2_000, WAIT, "the rest written").await;
+    db.until_rows("user_logins", 2_000, WAIT, "the rest written")
+        .await;
     writer.stop().await;
 }
 

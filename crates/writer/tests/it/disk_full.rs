@@ -14,10 +14,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqlite::SqliteQueue;
-use sluice_testkit::{free_port, process};
 use sluice_testkit::pg_cluster::Cluster;
 use sluice_testkit::text::incompressible_hex;
 use sluice_testkit::tmpfs::{Tmpfs, fill};
+use sluice_testkit::{free_port, process};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
 

@@ -133,7 +133,8 @@ async fn retry_after_a_partial_enqueue_lands_once() {
 /// Identities older than the retention are purged by the writer's purge;
 /// a retry after that is new data.
 async fn purged_keys_are_new_data(kind: &str) {
-    let (queue, _dir, db, writer, ingest, client) = require!(pipeline(Backend::Embedded, kind).await);
+    let (queue, _dir, db, writer, ingest, client) =
+        require!(pipeline(Backend::Embedded, kind).await);
     let body = Value::Array(logins("purge", 3)).to_string().into_bytes();
     let key = [("idempotency-key", "purge-me")];
     let (status, _) = post(&client, &ingest.url(), body.clone(), &key).await;

@@ -62,8 +62,16 @@ async fn postgres_outage_mid_run() {
     })
     .await
     .unwrap();
-    db.until_rows("user_logins", 6_000, Duration::from_secs(120), "every row after the restart").await;
-    queue.until_empty(Duration::from_secs(60), "the queue drained").await;
+    db.until_rows(
+        "user_logins",
+        6_000,
+        Duration::from_secs(120),
+        "every row after the restart",
+    )
+    .await;
+    queue
+        .until_empty(Duration::from_secs(60), "the queue drained")
+        .await;
     let TestDb::Postgres(url) = &db else {
         unreachable!()
     };

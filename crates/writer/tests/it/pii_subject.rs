@@ -18,7 +18,8 @@ async fn lookup_prints_the_stored_token(kind: &str) {
         r["ip"] = json!(subject_ip);
     }
     queue.send(&envelope_bodies(&records, 10)).await;
-    db.until_rows("user_logins", 20, WAIT, "logins stored").await;
+    db.until_rows("user_logins", 20, WAIT, "logins stored")
+        .await;
     writer.stop().await;
     let stored = db
         .text_rows("SELECT masked_ip FROM user_logins WHERE user_id = 'lk-0000000'")

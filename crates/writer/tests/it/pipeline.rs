@@ -195,7 +195,13 @@ async fn sample_in_every_form(backend: Backend, kind: &str) {
         "adjustment_timestamp": "2026-11-22 10:00:00", "payout": 5, "revenue": 7});
     let (status, _) = post(&client, &url, early.to_string().into_bytes(), &[]).await;
     assert_eq!(status, 202);
-    db.until_rows("tune_adjustments", 9, WAIT, "the early adjustment in the ledger").await;
+    db.until_rows(
+        "tune_adjustments",
+        9,
+        WAIT,
+        "the early adjustment in the ledger",
+    )
+    .await;
     assert_eq!(current_payout(&db, "early-1").await, None);
     let event = json!({"event_id": "early-1", "action": "conversion", "payout": 1.5, "revenue": 3,
         "ip": "203.0.113.9", "datetime": 1_476_127_152});
@@ -269,7 +275,8 @@ async fn ten_thousand_events(backend: Backend, clients_n: usize) {
         accepted += n.unwrap();
     }
     assert_eq!(accepted, 10_000);
-    db.until_rows("tune_events", 10_000, WAIT, "10,000 rows").await;
+    db.until_rows("tune_events", 10_000, WAIT, "10,000 rows")
+        .await;
     queue.until_empty(WAIT, "the queue drained").await;
     // One receipt per queue message.
     let messages = db.count("sluice_receipts").await;

@@ -273,7 +273,14 @@ async fn tls_certificate_untrusted_mid_run_holds_the_messages() {
     let bodies = envelope_bodies(&generated_logins(40, "midrun"), 10);
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     queue.send(&bodies[..2]).await;
-    admin_db.until_rows("user_logins", 20, Duration::from_secs(60), "the first 20 rows").await;
+    admin_db
+        .until_rows(
+            "user_logins",
+            20,
+            Duration::from_secs(60),
+            "the first 20 rows",
+        )
+        .await;
 
     // The server now presents a certificate for another name, and the
     // writer's open connections are cut: every new one fails verify-full.
@@ -304,8 +311,17 @@ async fn tls_certificate_untrusted_mid_run_holds_the_messages() {
     assert!(queue.remaining().await > 0, "the messages are still queued");
 
     cluster.present(&certificates.server());
-    admin_db.until_rows("user_logins", 40, Duration::from_secs(90), "every row once trusted again").await;
-    queue.until_empty(Duration::from_secs(60), "the queue drained").await;
+    admin_db
+        .until_rows(
+            "user_logins",
+            40,
+            Duration::from_secs(90),
+            "every row once trusted again",
+        )
+        .await;
+    queue
+        .until_empty(Duration::from_secs(60), "the queue drained")
+        .await;
     assert_eq!(queue.dead_letters().await, 0);
     writer.stop().await;
 }

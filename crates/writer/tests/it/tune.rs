@@ -302,7 +302,8 @@ async fn tune_records_land(backend: Backend, kind: &str) {
             "aff_sub": "late-secret-8812"
         })]))
         .await;
-    db.until_rows("tune_adjustments", 3, WAIT, "the early adjustment stored").await;
+    db.until_rows("tune_adjustments", 3, WAIT, "the early adjustment stored")
+        .await;
     let late = "SELECT CAST(payout AS TEXT), CAST(revenue AS TEXT), \
                 CAST(adjustment_count AS TEXT) FROM tune_events_current \
                 WHERE event_id = 'late-1'";
