@@ -463,6 +463,15 @@ impl TestDb {
     }
 }
 
+/// Waits (two minutes at most each) until `table` holds exactly `rows`
+/// rows and then until the queue is empty: everything sent has landed.
+pub async fn all_landed(db: &TestDb, queue: &TestQueue, table: &str, rows: i64) {
+    let timeout = Duration::from_secs(120);
+    db.until_rows(table, rows, timeout, &format!("{rows} rows in {table}"))
+        .await;
+    queue.until_empty(timeout, "the queue drained").await;
+}
+
 // ---------------------------------------------------------------- writers
 
 /// Tuning that makes tests quick: short polls and lingers.

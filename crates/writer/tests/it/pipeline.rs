@@ -275,9 +275,7 @@ async fn ten_thousand_events(backend: Backend, clients_n: usize) {
         accepted += n.unwrap();
     }
     assert_eq!(accepted, 10_000);
-    db.until_rows("tune_events", 10_000, WAIT, "10,000 rows")
-        .await;
-    queue.until_empty(WAIT, "the queue drained").await;
+    all_landed(&db, &queue, "tune_events", 10_000).await;
     // One receipt per queue message.
     let messages = db.count("sluice_receipts").await;
     eprintln!(
