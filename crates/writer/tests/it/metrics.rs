@@ -20,7 +20,7 @@ async fn every_writer_metric_is_described_and_promtool_is_satisfied() {
     let env = queue.serve_env(
         db.url_string(),
         &[
-            ("WRITER_ADDR", &addr),
+            ("WRITER_ADDR", addr.as_str()),
             ("WRITER_LINGER_MS", "50"),
             ("RUST_LOG", "warn"),
         ],
