@@ -170,8 +170,9 @@ async fn bad_request_400() {
 #[tokio::test]
 async fn unauthorized_401() {
     let (queue, ingest) = require!(
-        ingest_on(Server::Fauxqs, |s| s.token =
-            Some(sluice_ingest::auth::Token::new("let-me-in")))
+        ingest_on(Server::Fauxqs, |s| {
+            s.token = Some(sluice_ingest::auth::Token::new("let-me-in"));
+        })
         .await
     );
     let body = json!([{"event_id": "e-401", "action": "click"}]).to_string();
@@ -332,9 +333,10 @@ async fn unavailable_503_when_the_queue_hangs() {
 
 #[tokio::test]
 async fn not_found_405_and_request_timeout() {
-    let (queue, ingest) = require!(
-        ingest_on(Server::Fauxqs, |s| s.request_timeout =
-            Duration::from_secs(1))
+    let (_queue, ingest) = require!(
+        ingest_on(Server::Fauxqs, |s| {
+            s.request_timeout = Duration::from_secs(1);
+        })
         .await
     );
     assert_eq!(ingest.get("/nope").await.error(404), "not_found");

@@ -126,9 +126,9 @@ async fn a_malformed_env_file_is_reported_without_its_content() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Accepts events, refuses bad bodies, never logs event content, and exits 0
-/// on SIGTERM with its events in the queue — on SQS (fauxqs and moto) and on
-/// the embedded queue.
+// Accepts events, refuses bad bodies, never logs event content, and exits 0
+// on SIGTERM with its events in the queue — on SQS (fauxqs and moto) and on
+// the embedded queue.
 sluice_testkit::cases! {
     #[tokio::test]
     serves_logs_no_content_and_stops_on_sigterm => serves_sqs_and_stops(Server::Fauxqs);

@@ -139,7 +139,7 @@ async fn current_payout(db: &TestDb, event_id: &str) -> Option<f64> {
 }
 
 async fn sample_in_every_form(backend: Backend, kind: &str) {
-    let (queue, _dir, db, writer, ingest, client) = require!(pipeline(backend, kind).await);
+    let (_queue, _dir, db, writer, ingest, client) = require!(pipeline(backend, kind).await);
     let url = ingest.url();
 
     // One object per request.
