@@ -8,6 +8,7 @@
 
 pub mod bodies;
 pub mod cases;
+pub mod json;
 pub mod metrics;
 pub mod pg_cluster;
 pub mod postgres;

@@ -11,13 +11,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_core::classify::Classifier;
 use sluice_core::idempotency::identity_key;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
 use sluice_core::records::LoginRow;
 use sluice_core::wire::{Envelope, KeySpan, decode_value};
+use sluice_testkit::json::login_record;
 use sqlx::Connection;
 
 const KEY: [u8; 32] = [42u8; 32];
@@ -27,16 +28,7 @@ const COMMITTED_ROWS: &str =
 
 fn records(n: usize) -> Vec<Value> {
     (0..n)
-        .map(|i| {
-            json!({
-                "user_id": format!("bench-{i:08}-{}", "0123456789abcdef0123"),
-                "app_version": format!("{}.{}.{}", i % 9, i % 100, i % 10),
-                "device_type": if i % 2 == 0 { "android" } else { "ios" },
-                "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
-                "locale": "FR",
-                "device_id": format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i % 10000),
-            })
-        })
+        .map(|i| login_record(i, format!("bench-{i:08}-{}", "0123456789abcdef0123")))
         .collect()
 }
 
