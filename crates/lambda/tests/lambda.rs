@@ -165,29 +165,38 @@ async fn received(queue: &SqsQueue, count: usize) -> Vec<Value> {
     }
 }
 
+/// Invokes the function with `event` over a fresh queue on the emulator
+/// (`None`, skip, without one): the queue and the answer.
+async fn invoke_on_fresh_queue(event: Value) -> Option<(SqsQueue, Value)> {
+    let endpoint = service("SLUICE_TEST_SQS_ENDPOINT")?;
+    let queue = sluice_testkit::fresh_queue(&endpoint, &[]).await;
+    let answer = invoke(&queue, event).await;
+    Some((queue, answer))
+}
+
+/// `event` is answered 202 with the count of `expected`, and — answered
+/// means in the queue already — one look at the queue finds exactly
+/// `expected`.
+async fn reaches_the_queue(event: Value, expected: Vec<Value>) {
+    let (queue, answer) = require!(invoke_on_fresh_queue(event).await);
+    assert_eq!(answer["statusCode"], json!(202), "{answer}");
+    assert_eq!(body_of(&answer), json!({"accepted": expected.len()}));
+    assert_eq!(received(&queue, expected.len()).await, expected);
+}
+
 #[tokio::test]
 async fn function_url_json_body_reaches_the_queue() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
-    let queue = sluice_testkit::fresh_queue(&endpoint, &[]).await;
     let body = serde_json::to_string(&events()).unwrap();
     let event = function_url_event(
         json!({"content-type": "application/json", "host": "abcdefghij.lambda-url.us-east-1.on.aws"}),
         &body,
         false,
     );
-
-    let answer = invoke(&queue, event).await;
-
-    assert_eq!(answer["statusCode"], json!(202));
-    assert_eq!(body_of(&answer), json!({"accepted": 3}));
-    // Answered means in the queue already: one look finds them all.
-    assert_eq!(received(&queue, 3).await, events());
+    reaches_the_queue(event, events()).await;
 }
 
 #[tokio::test]
 async fn function_url_base64_gzip_body_reaches_the_queue() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
-    let queue = sluice_testkit::fresh_queue(&endpoint, &[]).await;
     // NDJSON, gzipped: a binary body, which Lambda hands over in base64.
     let ndjson: String = events()
         .iter()
@@ -206,31 +215,17 @@ async fn function_url_base64_gzip_body_reaches_the_queue() {
         &body,
         true,
     );
-
-    let answer = invoke(&queue, event).await;
-
-    assert_eq!(answer["statusCode"], json!(202), "{answer}");
-    assert_eq!(body_of(&answer), json!({"accepted": 3}));
-    assert_eq!(received(&queue, 3).await, events());
+    reaches_the_queue(event, events()).await;
 }
 
 #[tokio::test]
 async fn rest_api_event_reaches_the_queue() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
-    let queue = sluice_testkit::fresh_queue(&endpoint, &[]).await;
     let one = json!({"user_id": "u-rest", "device_id": "d-1"});
-
-    let answer = invoke(&queue, rest_api_event(&one.to_string())).await;
-
-    assert_eq!(answer["statusCode"], json!(202), "{answer}");
-    assert_eq!(body_of(&answer), json!({"accepted": 1}));
-    assert_eq!(received(&queue, 1).await, vec![one]);
+    reaches_the_queue(rest_api_event(&one.to_string()), vec![one]).await;
 }
 
 #[tokio::test]
 async fn http_api_named_stage_reaches_the_queue() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
-    let queue = sluice_testkit::fresh_queue(&endpoint, &[]).await;
     let one = json!({"user_id": "u-stage", "ip": "192.0.2.44"});
     let event = http_api_event(
         "prod",
@@ -239,24 +234,17 @@ async fn http_api_named_stage_reaches_the_queue() {
         &one.to_string(),
         false,
     );
-
-    let answer = invoke(&queue, event).await;
-
-    assert_eq!(answer["statusCode"], json!(202), "{answer}");
-    assert_eq!(received(&queue, 1).await, vec![one]);
+    reaches_the_queue(event, vec![one]).await;
 }
 
 #[tokio::test]
 async fn invalid_json_is_a_400_with_a_json_error_and_nothing_enqueued() {
-    let endpoint = require!(service("SLUICE_TEST_SQS_ENDPOINT"));
-    let queue = sluice_testkit::fresh_queue(&endpoint, &[]).await;
     let event = function_url_event(
         json!({"content-type": "application/json"}),
         "{\"event_id\": \"x\", ",
         false,
     );
-
-    let answer = invoke(&queue, event).await;
+    let (queue, answer) = require!(invoke_on_fresh_queue(event).await);
 
     assert_eq!(answer["statusCode"], json!(400));
     let body = body_of(&answer);

@@ -7,6 +7,8 @@
 //! written once too.
 
 pub mod bodies;
+pub mod cases;
+pub mod json;
 pub mod metrics;
 pub mod pg_cluster;
 pub mod postgres;

@@ -11,14 +11,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_core::classify::Classifier;
 use sluice_core::idempotency::identity_key;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
-use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
 use sluice_core::records::LoginRow;
 use sluice_core::wire::{Envelope, KeySpan, decode_value};
+use sluice_testkit::json::login_record;
 use sqlx::Connection;
 
 const KEY: [u8; 32] = [42u8; 32];
@@ -28,16 +28,7 @@ const COMMITTED_ROWS: &str =
 
 fn records(n: usize) -> Vec<Value> {
     (0..n)
-        .map(|i| {
-            json!({
-                "user_id": format!("bench-{i:08}-{}", "0123456789abcdef0123"),
-                "app_version": format!("{}.{}.{}", i % 9, i % 100, i % 10),
-                "device_type": if i % 2 == 0 { "android" } else { "ios" },
-                "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
-                "locale": "FR",
-                "device_id": format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i % 10000),
-            })
-        })
+        .map(|i| login_record(i, format!("bench-{i:08}-{}", "0123456789abcdef0123")))
         .collect()
 }
 
@@ -79,27 +70,6 @@ fn pack(records: &[Value], keyed: bool) -> Vec<String> {
             body
         })
         .collect()
-}
-
-async fn fresh_queue(endpoint: &str) -> SqsQueue {
-    let settings = SqsSettings {
-        queue_url: format!("{endpoint}/000000000000/x"),
-        endpoint_url: Some(endpoint.into()),
-        region: Some("us-east-1".into()),
-        credentials: Some(("test".into(), "test".into())),
-    };
-    let client = sluice_core::queue::sqs::client(&settings).await;
-    let name = format!("bench-{}", uuid::Uuid::now_v7().simple());
-    let url = client
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    SqsQueue::from_client(client, url)
 }
 
 async fn fresh_pg(admin: &str) -> String {
@@ -167,7 +137,7 @@ struct Drain {
 }
 
 async fn drain(endpoint: &str, bodies: &[String], db_url: &str, rows: i64) -> Drain {
-    let queue = fresh_queue(endpoint).await;
+    let queue = sluice_testkit::fresh_queue(endpoint, &[]).await;
     for body in bodies {
         let out = queue.send_batch(std::slice::from_ref(body)).await.unwrap();
         assert!(out.failed.is_empty());

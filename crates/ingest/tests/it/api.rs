@@ -15,10 +15,26 @@ use crate::helpers::*;
 const SECRET: &str = "198.51.100.77";
 
 async fn ingest() -> Option<(TestQueue, RunningIngest)> {
-    let endpoint = sqs()?;
-    let queue = TestQueue::new(&endpoint).await;
-    let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
-    Some((queue, ingest))
+    ingest_on(Server::Fauxqs, |_| {}).await
+}
+
+/// Posts `body` once with each of `values` as `header`: each is answered
+/// `status` with `error`. The answers, for further checks.
+async fn refused_each(
+    ingest: &RunningIngest,
+    body: &str,
+    header: &str,
+    values: &[&str],
+    status: u16,
+    error: &str,
+) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for value in values {
+        let a = ingest.post(body.to_owned(), &[(header, *value)]).await;
+        assert_eq!(a.error(status), error, "{header}: {value}");
+        answers.push(a);
+    }
+    answers
 }
 
 /// Asserts an error answer carries no event content.
@@ -31,14 +47,8 @@ fn no_content(answer: &Answer) {
 async fn accepted_202_with_the_count() {
     let (queue, ingest) = require!(ingest().await);
     let events = tune_events(3, "a202");
-    ingest
-        .post_json(&Value::Array(events.clone()))
-        .await
-        .accepted(3);
-    queue
-        .drain(3, Duration::from_secs(10))
-        .await
-        .assert_exactly_once("event_id", &events);
+    ingest.accepts(&events).await;
+    queue.holds_once(&events, Duration::from_secs(10)).await;
     ingest.stop().await;
 }
 
@@ -159,24 +169,24 @@ async fn bad_request_400() {
 
 #[tokio::test]
 async fn unauthorized_401() {
-    let endpoint = require!(sqs());
-    let queue = TestQueue::new(&endpoint).await;
-    let mut settings = test_settings();
-    settings.token = Some(sluice_ingest::auth::Token::new("let-me-in"));
-    let ingest = RunningIngest::start(queue.shared(), settings).await;
+    let (queue, ingest) = require!(
+        ingest_on(Server::Fauxqs, |s| {
+            s.token = Some(sluice_ingest::auth::Token::new("let-me-in"));
+        })
+        .await
+    );
     let body = json!([{"event_id": "e-401", "action": "click"}]).to_string();
 
     let a = ingest.post(body.clone(), &[]).await;
     assert_eq!(a.error(401), "unauthorized");
     assert_eq!(a.headers["www-authenticate"], "Bearer");
-    for wrong in [
+    let wrong = [
         "Bearer let-me-i",
         "Bearer let-me-in-too",
         "Basic let-me-in",
         "let-me-in",
-    ] {
-        let a = ingest.post(body.clone(), &[("authorization", wrong)]).await;
-        assert_eq!(a.error(401), "unauthorized", "{wrong}");
+    ];
+    for a in refused_each(&ingest, &body, "authorization", &wrong, 401, "unauthorized").await {
         assert!(!a.text.contains("let-me-in"), "{}", a.text);
     }
     // The token is checked before anything else: no hint about the body.
@@ -197,13 +207,14 @@ async fn unauthorized_401() {
 
 #[tokio::test]
 async fn payload_too_large_413() {
-    let endpoint = require!(sqs());
-    let queue = TestQueue::new(&endpoint).await;
-    let mut settings = test_settings();
-    settings.max_body = 64 * 1024;
-    settings.max_decoded_body = 256 * 1024;
-    settings.batch.max_message_bytes = 16 * 1024;
-    let ingest = RunningIngest::start(queue.shared(), settings).await;
+    let (queue, ingest) = require!(
+        ingest_on(Server::Fauxqs, |s| {
+            s.max_body = 64 * 1024;
+            s.max_decoded_body = 256 * 1024;
+            s.batch.max_message_bytes = 16 * 1024;
+        })
+        .await
+    );
 
     // Over the body limit, declared in Content-Length.
     let big = Value::Array(tune_events(400, "big"));
@@ -243,19 +254,31 @@ async fn payload_too_large_413() {
 async fn unsupported_media_type_415() {
     let (queue, ingest) = require!(ingest().await);
     let body = json!({"event_id": "e-415"}).to_string();
-    for ct in [
+    let types = [
         "text/plain",
         "application/x-www-form-urlencoded",
         "application/xml",
         "application/json; charset=iso-8859-1",
-    ] {
-        let a = ingest.post(body.clone(), &[("content-type", ct)]).await;
-        assert_eq!(a.error(415), "unsupported_media_type", "{ct}");
-    }
-    for ce in ["br", "zstd", "compress", "gzip, gzip"] {
-        let a = ingest.post(body.clone(), &[("content-encoding", ce)]).await;
-        assert_eq!(a.error(415), "unsupported_encoding", "{ce}");
-    }
+    ];
+    refused_each(
+        &ingest,
+        &body,
+        "content-type",
+        &types,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    let encodings = ["br", "zstd", "compress", "gzip, gzip"];
+    refused_each(
+        &ingest,
+        &body,
+        "content-encoding",
+        &encodings,
+        415,
+        "unsupported_encoding",
+    )
+    .await;
     assert_eq!(queue.remaining().await, 0);
     ingest.stop().await;
 }
@@ -310,11 +333,12 @@ async fn unavailable_503_when_the_queue_hangs() {
 
 #[tokio::test]
 async fn not_found_405_and_request_timeout() {
-    let endpoint = require!(sqs());
-    let queue = TestQueue::new(&endpoint).await;
-    let mut settings = test_settings();
-    settings.request_timeout = Duration::from_secs(1);
-    let ingest = RunningIngest::start(queue.shared(), settings).await;
+    let (_queue, ingest) = require!(
+        ingest_on(Server::Fauxqs, |s| {
+            s.request_timeout = Duration::from_secs(1);
+        })
+        .await
+    );
     assert_eq!(ingest.get("/nope").await.error(404), "not_found");
     assert_eq!(ingest.get("/events").await.error(405), "method_not_allowed");
 

@@ -81,48 +81,29 @@ fn with(var: &'static str, value: &str) -> Vec<(&'static str, String)> {
 
 #[tokio::test]
 async fn bad_settings_stop_with_one_line() {
-    let cases: Vec<(Vec<(&'static str, String)>, &str)> = vec![
-        (
-            valid_env()
-                .into_iter()
-                .filter(|(k, _)| *k != "QUEUE_URL")
-                .collect(),
-            "QUEUE_URL",
-        ),
-        (with("QUEUE_URL", "not-a-url"), "QUEUE_URL"),
-        (with("INGEST_ADDR", "localhost"), "INGEST_ADDR"),
-        (with("INGEST_MAX_BODY", "ten megabytes"), "INGEST_MAX_BODY"),
-        (with("INGEST_MAX_BODY", "0"), "INGEST_MAX_BODY"),
-        (
-            with("INGEST_MAX_MESSAGE_BYTES", "100"),
-            "INGEST_MAX_MESSAGE_BYTES",
-        ),
-        (
-            with("INGEST_MAX_MESSAGE_BYTES", "2MiB"),
-            "INGEST_MAX_MESSAGE_BYTES",
-        ),
-        (with("INGEST_LINGER_MS", "-1"), "INGEST_LINGER_MS"),
-        (with("QUEUE_MAX_BYTES", "lots"), "QUEUE_MAX_BYTES"),
-        (
-            with("QUEUE_MIN_FREE_BYTES", "1.5MiB"),
-            "QUEUE_MIN_FREE_BYTES",
-        ),
-        (
-            with("INGEST_ENQUEUE_TIMEOUT_MS", "soon"),
-            "INGEST_ENQUEUE_TIMEOUT_MS",
-        ),
-        (
-            with("INGEST_REQUEST_TIMEOUT_SECS", "0"),
-            "INGEST_REQUEST_TIMEOUT_SECS",
-        ),
-        (
-            with("INGEST_SEND_CONCURRENCY", "0"),
-            "INGEST_SEND_CONCURRENCY",
-        ),
-        (with("LOG_FORMAT", "xml"), "LOG_FORMAT"),
-    ];
-    for (env, variable) in cases {
-        startup_error(&env, variable).await;
+    // QUEUE_URL missing.
+    let without_queue: Vec<_> = valid_env()
+        .into_iter()
+        .filter(|(k, _)| *k != "QUEUE_URL")
+        .collect();
+    startup_error(&without_queue, "QUEUE_URL").await;
+    // Each variable with a value it refuses.
+    for (variable, value) in [
+        ("QUEUE_URL", "not-a-url"),
+        ("INGEST_ADDR", "localhost"),
+        ("INGEST_MAX_BODY", "ten megabytes"),
+        ("INGEST_MAX_BODY", "0"),
+        ("INGEST_MAX_MESSAGE_BYTES", "100"),
+        ("INGEST_MAX_MESSAGE_BYTES", "2MiB"),
+        ("INGEST_LINGER_MS", "-1"),
+        ("QUEUE_MAX_BYTES", "lots"),
+        ("QUEUE_MIN_FREE_BYTES", "1.5MiB"),
+        ("INGEST_ENQUEUE_TIMEOUT_MS", "soon"),
+        ("INGEST_REQUEST_TIMEOUT_SECS", "0"),
+        ("INGEST_SEND_CONCURRENCY", "0"),
+        ("LOG_FORMAT", "xml"),
+    ] {
+        startup_error(&with(variable, value), variable).await;
     }
     // The queue is checked at start.
     let line = startup_error(&valid_env(), "QUEUE_URL").await;
@@ -145,17 +126,13 @@ async fn a_malformed_env_file_is_reported_without_its_content() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Accepts events, refuses bad bodies, never logs event content, and exits 0
-/// on SIGTERM with its events in the queue — on SQS (fauxqs and moto) and on
-/// the embedded queue.
-#[tokio::test]
-async fn serves_logs_no_content_and_stops_on_sigterm() {
-    serves_sqs_and_stops(Server::Fauxqs).await;
-}
-
-#[tokio::test]
-async fn serves_moto_and_stops_on_sigterm() {
-    serves_sqs_and_stops(Server::Moto).await;
+// Accepts events, refuses bad bodies, never logs event content, and exits 0
+// on SIGTERM with its events in the queue — on SQS (fauxqs and moto) and on
+// the embedded queue.
+sluice_testkit::cases! {
+    #[tokio::test]
+    serves_logs_no_content_and_stops_on_sigterm => serves_sqs_and_stops(Server::Fauxqs);
+    serves_moto_and_stops_on_sigterm => serves_sqs_and_stops(Server::Moto);
 }
 
 async fn serves_sqs_and_stops(server: Server) {

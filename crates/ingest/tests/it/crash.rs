@@ -18,9 +18,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use sluice_testkit::process;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -47,33 +48,21 @@ async fn start(dir: &std::path::Path, queue_url: &str) -> (Child, String) {
 pub async fn start_with(
     dir: &std::path::Path,
     queue_url: &str,
-    env: &[(&str, &str)],
+    env_extra: &[(&str, &str)],
 ) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("QUEUE_URL", queue_url)
-        .env("INGEST_ADDR", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .envs(env.iter().copied())
-        .current_dir(dir)
-        .stdin(Stdio::null())
+    // The caller's variables last: they may override these.
+    let mut env = vec![
+        ("QUEUE_URL", queue_url.to_owned()),
+        ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+    ];
+    env.extend(env_extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let mut child = process::command(BIN, dir, &env, &[])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
-            .await
-            .expect("a start-up log line within 30 s")
-            .unwrap()
-            .expect("the binary is still running");
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if v["message"] == "ingest listening" {
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let mut stderr = process::log_lines(child.stderr.take().unwrap());
+    let addr = process::logged_address(&mut stderr, "ingest listening", &mut String::new()).await;
     // Keep reading its log so that it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
     (child, addr)
@@ -104,19 +93,20 @@ fn writer_binary() -> PathBuf {
 
 /// A real writer draining `queue_url` into the SQLite file `db`.
 fn start_writer(dir: &Path, queue_url: &str, db: &Path) -> Child {
-    Command::new(writer_binary())
-        .env_clear()
-        .env("QUEUE_URL", queue_url)
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+    let env = [
+        ("QUEUE_URL", queue_url.to_owned()),
+        ("DATABASE_URL", format!("sqlite://{}", db.display())),
         // base64 of 32 bytes of 7.
-        .env("PII_KEY", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=")
-        .env("WRITER_ADDR", "127.0.0.1:0")
-        .env("WRITER_WAIT_SECS", "1")
-        .current_dir(dir)
-        .stdin(Stdio::null())
+        (
+            "PII_KEY",
+            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned(),
+        ),
+        ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
+        ("WRITER_WAIT_SECS", "1".to_owned()),
+    ];
+    process::command(writer_binary(), dir, &env, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap()
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
+use sluice_ingest::configuration::Settings;
 use sluice_testkit::text::incompressible_letters;
 
 use crate::helpers::*;
@@ -17,9 +18,7 @@ use crate::helpers::*;
 const DRAIN: Duration = Duration::from_secs(20);
 
 async fn every_body_form_and_encoding_lands(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
+    let (queue, ingest) = require!(ingest_on(server, |_| {}).await);
     let mut expected = Vec::new();
     let mut batch = |n: usize, tag: &str| {
         let events = tune_events(n, tag);
@@ -76,8 +75,7 @@ async fn every_body_form_and_encoding_lands(server: Server) {
         .await
         .accepted(4);
 
-    let drained = queue.drain(expected.len(), DRAIN).await;
-    drained.assert_exactly_once("event_id", &expected);
+    let drained = queue.holds_once(&expected, DRAIN).await;
     // The events are the objects sent, unchanged.
     for e in &expected {
         assert!(drained.events.contains(e), "{e} arrived unchanged");
@@ -89,19 +87,14 @@ async fn every_body_form_and_encoding_lands(server: Server) {
 
 /// Records of unknown shape are not ingest's business: they travel on.
 async fn records_of_any_shape_travel_on(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
+    let (queue, ingest) = require!(ingest_on(server, |_| {}).await);
     let odd = vec![
         json!({"foo": "oops_wrong_msg_type", "n": 1}),
         json!({}),
         json!({"events": "not an array", "x": [1, {"y": null}]}),
         json!({"big": 12345678901234567890u64, "f": 0.1, "s": "é\u{1F600}\n"}),
     ];
-    ingest
-        .post_json(&Value::Array(odd.clone()))
-        .await
-        .accepted(4);
+    ingest.accepts(&odd).await;
     let drained = queue.drain(4, DRAIN).await;
     assert_eq!(drained.events, odd);
     ingest.stop().await;
@@ -110,10 +103,8 @@ async fn records_of_any_shape_travel_on(server: Server) {
 /// 2,000 events from 32 concurrent clients: each in the queue exactly once,
 /// in far fewer messages than events and fewer SQS calls than requests.
 async fn concurrent_clients_share_messages(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let wrapped = Wrapped::new(queue.shared(), Faults::default());
-    let ingest = RunningIngest::start(wrapped.clone(), test_settings()).await;
+    let (queue, wrapped, ingest) =
+        require!(ingest_through(server, Faults::default(), |_| {}).await);
     let events = tune_events(2_000, "concurrent");
     // 200 requests of 10 events, 32 at a time.
     let requests: Vec<Vec<Value>> = events.chunks(10).map(<[Value]>::to_vec).collect();
@@ -138,8 +129,7 @@ async fn concurrent_clients_share_messages(server: Server) {
     for t in tasks {
         t.await.unwrap().accepted(10);
     }
-    let drained = queue.drain(2_000, DRAIN).await;
-    drained.assert_exactly_once("event_id", &events);
+    let drained = queue.holds_once(&events, DRAIN).await;
     let (messages, calls) = (drained.messages(), wrapped.calls());
     eprintln!("2000 events in {messages} messages, {calls} SendMessageBatch calls");
     assert!(messages <= 50, "{messages} messages for 200 requests");
@@ -149,18 +139,11 @@ async fn concurrent_clients_share_messages(server: Server) {
 
 /// A large request fills several envelopes, each under the limit.
 async fn a_large_request_fills_several_full_messages(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let mut settings = test_settings();
-    settings.batch.max_message_bytes = 32 * 1024;
-    let ingest = RunningIngest::start(queue.shared(), settings).await;
+    let (queue, ingest) =
+        require!(ingest_on(server, |s| s.batch.max_message_bytes = 32 * 1024).await);
     let events = tune_events(5_000, "large");
-    ingest
-        .post_json(&Value::Array(events.clone()))
-        .await
-        .accepted(5_000);
-    let drained = queue.drain(5_000, DRAIN).await;
-    drained.assert_exactly_once("event_id", &events);
+    ingest.accepts(&events).await;
+    let drained = queue.holds_once(&events, DRAIN).await;
     assert!(drained.messages() > 3, "{} messages", drained.messages());
     assert!(drained.body_sizes.iter().all(|n| *n <= 32 * 1024));
     // Packed in parallel groups, yet nearly all messages are full.
@@ -176,46 +159,30 @@ async fn a_large_request_fills_several_full_messages(server: Server) {
 /// SQS reports some entries as failed (HTTP 200): the request is answered
 /// only after the retry succeeded, and every event is there once.
 async fn failed_entries_are_retried_before_the_answer(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let mut settings = test_settings();
-    settings.batch.max_message_bytes = 8 * 1024;
-    let wrapped = Wrapped::new(
-        queue.shared(),
-        Faults {
-            fail_first_calls: 1,
-            fail_entries_once: vec![1, 3],
-            ..Faults::default()
-        },
-    );
-    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    let faults = Faults {
+        fail_first_calls: 1,
+        fail_entries_once: vec![1, 3],
+        ..Faults::default()
+    };
+    let tweak = |s: &mut Settings| s.batch.max_message_bytes = 8 * 1024;
+    let (queue, wrapped, ingest) = require!(ingest_through(server, faults, tweak).await);
     let events = tune_events(600, "retry");
-    ingest
-        .post_json(&Value::Array(events.clone()))
-        .await
-        .accepted(600);
+    ingest.accepts(&events).await;
     assert!(wrapped.calls() >= 3, "{} calls", wrapped.calls());
     // Accepted means durable: the events are there now, no waiting.
-    let drained = queue.drain(600, Duration::from_secs(2)).await;
-    drained.assert_exactly_once("event_id", &events);
+    queue.holds_once(&events, Duration::from_secs(2)).await;
     assert!(ingest.metric("sluice_ingest_queue_errors_total").await >= 1.0);
     ingest.stop().await;
 }
 
 /// SQS keeps refusing: 503 with Retry-After within the enqueue timeout.
 async fn persistent_failures_give_503(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let mut settings = test_settings();
-    settings.batch.enqueue_timeout = Duration::from_millis(1500);
-    let wrapped = Wrapped::new(
-        queue.shared(),
-        Faults {
-            fail_always: true,
-            ..Faults::default()
-        },
-    );
-    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    let faults = Faults {
+        fail_always: true,
+        ..Faults::default()
+    };
+    let tweak = |s: &mut Settings| s.batch.enqueue_timeout = Duration::from_millis(1500);
+    let (queue, wrapped, ingest) = require!(ingest_through(server, faults, tweak).await);
     let started = Instant::now();
     let a = ingest
         .post_json(&Value::Array(tune_events(50, "refused")))
@@ -236,60 +203,41 @@ async fn persistent_failures_give_503(server: Server) {
 
 /// A call over SQS's total size is split in half and both halves sent.
 async fn batch_request_too_long_splits_the_call(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::new(&endpoint).await;
-    let mut settings = test_settings();
-    settings.batch.max_message_bytes = 16 * 1024;
-    let wrapped = Wrapped::new(
-        queue.shared(),
-        Faults {
-            max_call_bytes: Some(40 * 1024),
-            ..Faults::default()
-        },
-    );
-    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    let faults = Faults {
+        max_call_bytes: Some(40 * 1024),
+        ..Faults::default()
+    };
+    let tweak = |s: &mut Settings| s.batch.max_message_bytes = 16 * 1024;
+    let (queue, wrapped, ingest) = require!(ingest_through(server, faults, tweak).await);
     let events = tune_events(3_000, "split");
-    ingest
-        .post_json(&Value::Array(events.clone()))
-        .await
-        .accepted(3_000);
+    ingest.accepts(&events).await;
     assert!(wrapped.too_long.load(Ordering::SeqCst) >= 1);
-    queue
-        .drain(3_000, DRAIN)
-        .await
-        .assert_exactly_once("event_id", &events);
+    queue.holds_once(&events, DRAIN).await;
     ingest.stop().await;
+}
+
+/// A fresh queue on `server` (`None`, skip, without it) whose
+/// `MaximumMessageSize`, 4 KiB, is below what ingest packs by default.
+async fn queue_refusing_over_4_kib(server: Server) -> Option<TestQueue> {
+    let endpoint = server.endpoint()?;
+    let attributes = [(QueueAttributeName::MaximumMessageSize, "4096")];
+    Some(TestQueue::with_attributes(&endpoint, &attributes).await)
 }
 
 /// The queue's MaximumMessageSize is below INGEST_MAX_MESSAGE_BYTES: SQS
 /// refuses the entries (per entry, HTTP 200), ingest re-packs them smaller
 /// and every event still lands.
 async fn a_smaller_queue_limit_is_learned(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::with_attributes(
-        &endpoint,
-        &[(QueueAttributeName::MaximumMessageSize, "4096")],
-    )
-    .await;
+    let queue = require!(queue_refusing_over_4_kib(server).await);
     let ingest = RunningIngest::start(queue.shared(), test_settings()).await;
     let events = tune_events(1_500, "small-queue");
-    ingest
-        .post_json(&Value::Array(events.clone()))
-        .await
-        .accepted(1_500);
-    let drained = queue.drain(1_500, DRAIN).await;
-    drained.assert_exactly_once("event_id", &events);
+    ingest.accepts(&events).await;
+    let drained = queue.holds_once(&events, DRAIN).await;
     assert!(drained.body_sizes.iter().all(|n| *n <= 4096));
     // Later requests are packed small at once.
     let more = tune_events(300, "small-queue-2");
-    ingest
-        .post_json(&Value::Array(more.clone()))
-        .await
-        .accepted(300);
-    queue
-        .drain(300, DRAIN)
-        .await
-        .assert_exactly_once("event_id", &more);
+    ingest.accepts(&more).await;
+    queue.holds_once(&more, DRAIN).await;
 
     // An event that does not fit the queue's limit even alone: 413.
     let noise = incompressible_letters(3, 6_000);
@@ -308,12 +256,7 @@ async fn a_smaller_queue_limit_is_learned(server: Server) {
 /// queue whose `MaximumMessageSize` refuses the bodies; LocalStack itself
 /// is too heavy for the suite.
 async fn localstack_spellings_still_re_pack(server: Server) {
-    let endpoint = require!(server.endpoint());
-    let queue = TestQueue::with_attributes(
-        &endpoint,
-        &[(QueueAttributeName::MaximumMessageSize, "4096")],
-    )
-    .await;
+    let queue = require!(queue_refusing_over_4_kib(server).await);
     let wrapped = Wrapped::new(
         queue.shared(),
         Faults {
@@ -325,12 +268,8 @@ async fn localstack_spellings_still_re_pack(server: Server) {
     settings.batch.enqueue_timeout = Duration::from_secs(20);
     let ingest = RunningIngest::start(wrapped.clone(), settings).await;
     let events = tune_events(1_000, "localstack");
-    ingest
-        .post_json(&Value::Array(events.clone()))
-        .await
-        .accepted(1_000);
-    let drained = queue.drain(1_000, DRAIN).await;
-    drained.assert_exactly_once("event_id", &events);
+    ingest.accepts(&events).await;
+    let drained = queue.holds_once(&events, DRAIN).await;
     assert!(drained.body_sizes.iter().all(|n| *n <= 4096));
     ingest.stop().await;
 }
@@ -366,10 +305,7 @@ async fn pending_memory_is_bounded(server: Server) {
     assert!(a.headers.contains_key("retry-after"));
     wrapped.open();
     held.await.unwrap().accepted(200);
-    queue
-        .drain(200, DRAIN)
-        .await
-        .assert_exactly_once("event_id", &first);
+    queue.holds_once(&first, DRAIN).await;
     ingest.stop().await;
 }
 

@@ -100,6 +100,14 @@ impl TestQueue {
         Arc::clone(&self.queue)
     }
 
+    /// Drains `expected.len()` events (within `timeout`) and checks that
+    /// each of `expected` came exactly once, by `event_id`.
+    pub async fn holds_once(&self, expected: &[Value], timeout: Duration) -> Drained {
+        let drained = self.drain(expected.len(), timeout).await;
+        drained.assert_exactly_once("event_id", expected);
+        drained
+    }
+
     /// Receives (and deletes) messages until `events` events have arrived
     /// or `timeout` passes; then makes sure nothing more is waiting.
     pub async fn drain(&self, events: usize, timeout: Duration) -> Drained {
@@ -438,6 +446,35 @@ pub fn test_settings() -> Settings {
     }
 }
 
+/// What most ingest tests start from: a fresh queue on `server` (`None`,
+/// skip, without it) and an ingest on it, with the test settings as `tweak`
+/// leaves them.
+pub async fn ingest_on(
+    server: Server,
+    tweak: impl FnOnce(&mut Settings),
+) -> Option<(TestQueue, RunningIngest)> {
+    let queue = TestQueue::new(&server.endpoint()?).await;
+    let mut settings = test_settings();
+    tweak(&mut settings);
+    let ingest = RunningIngest::start(queue.shared(), settings).await;
+    Some((queue, ingest))
+}
+
+/// As [`ingest_on`], with `faults` put between ingest and the queue: the
+/// queue, the wrapper (its counters) and the ingest.
+pub async fn ingest_through(
+    server: Server,
+    faults: Faults,
+    tweak: impl FnOnce(&mut Settings),
+) -> Option<(TestQueue, Arc<Wrapped>, RunningIngest)> {
+    let queue = TestQueue::new(&server.endpoint()?).await;
+    let wrapped = Wrapped::new(queue.shared(), faults);
+    let mut settings = test_settings();
+    tweak(&mut settings);
+    let ingest = RunningIngest::start(wrapped.clone(), settings).await;
+    Some((queue, wrapped, ingest))
+}
+
 /// An ingest running in this process.
 pub struct RunningIngest {
     pub addr: SocketAddr,
@@ -495,6 +532,13 @@ impl RunningIngest {
     }
 
     /// POSTs JSON.
+    /// Posts `events` as one JSON array; all of them must be accepted.
+    pub async fn accepts(&self, events: &[Value]) {
+        self.post_json(&Value::Array(events.to_vec()))
+            .await
+            .accepted(events.len());
+    }
+
     pub async fn post_json(&self, body: &Value) -> Answer {
         self.post(body.to_string(), &[("content-type", "application/json")])
             .await

@@ -58,10 +58,7 @@ async fn requests_in_flight_are_answered_and_flushed(server: Server) {
         .await
         .expect("the service returns after its last answer")
         .unwrap();
-    queue
-        .drain(expected.len(), Duration::from_secs(20))
-        .await
-        .assert_exactly_once("event_id", &expected);
+    queue.holds_once(&expected, Duration::from_secs(20)).await;
 }
 
 /// Requests that cannot finish before the shutdown timeout do not hold the

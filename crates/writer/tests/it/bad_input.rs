@@ -32,10 +32,9 @@ async fn bad_bodies_are_rejected(backend: Backend, kind: &str) {
     ];
     queue.send(&bodies).await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(Duration::from_secs(60), "every message deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue
+        .until_empty(Duration::from_secs(60), "every message deleted")
+        .await;
     assert_eq!(db.count("user_logins").await, 1);
     let rejected = db.rejected().await;
     let mut reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();

@@ -293,14 +293,7 @@ async fn fixture_through_binary(
     assert_eq!(bodies.len(), 100);
     queue.send(&bodies).await;
 
-    let mut env = queue.env();
-    env.extend([
-        ("DATABASE_URL", sqlite_url(&path)),
-        ("PII_KEY", test_key_base64()),
-        ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
-        ("WRITER_WAIT_SECS", "1".to_owned()),
-        ("RUST_LOG", "debug".to_owned()),
-    ]);
+    let mut env = queue.serve_env(sqlite_url(&path), &[("RUST_LOG", "debug")]);
     if json_logs {
         env.push(("LOG_FORMAT", "json".to_owned()));
     }

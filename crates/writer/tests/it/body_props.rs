@@ -53,10 +53,9 @@ async fn bodies_land_or_are_rejected(backend: Backend, kind: &str) {
     let texts: Vec<String> = bodies.iter().map(|b| b.text.clone()).collect();
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     queue.send(&texts).await;
-    eventually(Duration::from_secs(90), "every message deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue
+        .until_empty(Duration::from_secs(90), "every message deleted")
+        .await;
     assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
     let (status, _) = writer.get("/readyz").await;
     assert_eq!(status, 200, "the writer keeps running");
@@ -96,22 +95,16 @@ async fn bodies_through_the_binary_log_no_pii(backend: Backend) {
     let expected: i64 = bodies.iter().map(|b| b.records as i64).sum();
     let texts: Vec<String> = bodies.iter().map(|b| b.text.clone()).collect();
     queue.send(&texts).await;
-    let mut env = queue.env();
-    env.extend([
-        ("DATABASE_URL", db.url_string()),
-        ("PII_KEY", test_key_base64()),
-        ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
-        ("WRITER_WAIT_SECS", "1".to_owned()),
-        ("WRITER_LINGER_MS", "50".to_owned()),
-        ("RUST_LOG", "debug".to_owned()),
-    ]);
+    let env = queue.serve_env(
+        db.url_string(),
+        &[("WRITER_LINGER_MS", "50"), ("RUST_LOG", "debug")],
+    );
     let mut child = writer(dir.path(), &env, &[]).spawn().unwrap();
     let stdout = drain(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());
-    eventually(Duration::from_secs(90), "every message deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue
+        .until_empty(Duration::from_secs(90), "every message deleted")
+        .await;
     assert!(
         child.try_wait().unwrap().is_none(),
         "the writer keeps running"
@@ -131,12 +124,8 @@ async fn bodies_through_the_binary_log_no_pii(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_bodies_through_the_binary_log_no_pii() {
-    bodies_through_the_binary_log_no_pii(Backend::Sqs).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_bodies_through_the_binary_log_no_pii() {
-    bodies_through_the_binary_log_no_pii(Backend::Embedded).await;
+sluice_testkit::cases! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    sqs_bodies_through_the_binary_log_no_pii => bodies_through_the_binary_log_no_pii(Backend::Sqs);
+    embedded_bodies_through_the_binary_log_no_pii => bodies_through_the_binary_log_no_pii(Backend::Embedded);
 }

@@ -26,10 +26,7 @@ async fn fixture_lands(backend: Backend, kind: &str) {
         db.count("user_logins").await == 99 && db.count("rejected_records").await == 1
     })
     .await;
-    eventually(WAIT, "every message deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue.until_empty(WAIT, "every message deleted").await;
 
     let logins = db.logins().await;
     assert_eq!(logins.len(), 99);
@@ -75,10 +72,8 @@ async fn fixture_lands(backend: Backend, kind: &str) {
     queue
         .send(&same_ip.iter().map(Value::to_string).collect::<Vec<_>>())
         .await;
-    eventually(WAIT, "the two extra logins", || async {
-        db.count("user_logins").await == 101
-    })
-    .await;
+    db.until_rows("user_logins", 101, WAIT, "the two extra logins")
+        .await;
     let logins = db.logins().await;
     let a = logins.iter().find(|l| l.user_id == "same-ip-1").unwrap();
     let b = logins.iter().find(|l| l.user_id == "same-ip-2").unwrap();
@@ -115,10 +110,8 @@ async fn works_with_preexisting_table(backend: Backend, kind: &str) {
         .send(&envelope_bodies(&generated_logins(50, "pre"), 25))
         .await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "50 rows in the pre-created table", || async {
-        db.count("user_logins").await == 50
-    })
-    .await;
+    db.until_rows("user_logins", 50, WAIT, "50 rows in the pre-created table")
+        .await;
     writer.stop().await;
 }
 
@@ -164,10 +157,9 @@ async fn redelivered_message_lands_once(backend: Backend, kind: &str) {
 
     // The visibility timeout passes; a writer receives them all again.
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "the redelivered messages deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue
+        .until_empty(WAIT, "the redelivered messages deleted")
+        .await;
     eventually(WAIT, "11 duplicates counted", || async {
         writer
             .metric("sluice_writer_duplicate_messages_total")
@@ -189,15 +181,9 @@ async fn duplicate_envelope_lands_once(backend: Backend) {
     let body = envelope_bodies(&generated_logins(40, "dup"), 40).remove(0);
     queue.send(&[body.clone(), body.clone()]).await;
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "both copies deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue.until_empty(WAIT, "both copies deleted").await;
     queue.send(&[body]).await;
-    eventually(WAIT, "the third copy deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue.until_empty(WAIT, "the third copy deleted").await;
     assert_eq!(db.count("user_logins").await, 40);
     assert_eq!(db.count("sluice_receipts").await, 1);
     writer.stop().await;
@@ -253,10 +239,7 @@ async fn slow_batch_keeps_its_messages_hidden(backend: Backend) {
         .execute(&mut blocker)
         .await
         .unwrap();
-    eventually(WAIT, "the message deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue.until_empty(WAIT, "the message deleted").await;
     assert_eq!(db.count("user_logins").await, 10);
     // Metrics are process-wide; the receipt count is the exact check.
     assert_eq!(db.count("sluice_receipts").await, 1);
@@ -286,10 +269,8 @@ async fn graceful_shutdown_leaves_nothing_in_flight(backend: Backend) {
     assert_eq!(written % 100, 0);
     assert_eq!(visible, 20 - written / 100);
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "the rest written", || async {
-        db.count("user_logins").await == 2_000
-    })
-    .await;
+    db.until_rows("user_logins", 2_000, WAIT, "the rest written")
+        .await;
     writer.stop().await;
 }
 

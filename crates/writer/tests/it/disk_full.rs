@@ -9,17 +9,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use sluice_core::queue::Queue;
 use sluice_core::queue::sqlite::SqliteQueue;
-use sluice_testkit::free_port;
 use sluice_testkit::pg_cluster::Cluster;
 use sluice_testkit::text::incompressible_hex;
 use sluice_testkit::tmpfs::{Tmpfs, fill};
-use tokio::process::{Child, Command};
+use sluice_testkit::{free_port, process};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 
 use crate::binary::{drain, sigterm};
@@ -90,16 +89,12 @@ pub(crate) struct IngestProcess {
 impl IngestProcess {
     pub(crate) async fn start(dir: &Path, env: &[(&str, String)]) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut child = Command::new(ingest_binary())
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("INGEST_ADDR", &addr)
-            .env("RUST_LOG", "warn")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut env = env.to_vec();
+        env.extend([
+            ("INGEST_ADDR", addr.clone()),
+            ("RUST_LOG", "warn".to_owned()),
+        ]);
+        let mut child = process::command(ingest_binary(), dir, &env, &[])
             .spawn()
             .expect("start sluice-ingest");
         let _stdout = drain(child.stdout.take().unwrap());
@@ -121,6 +116,16 @@ impl IngestProcess {
         })
         .await;
         process
+    }
+
+    /// Its `/metrics` text.
+    pub(crate) async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Posts events; the status, the `Retry-After` header and the body.
@@ -247,12 +252,7 @@ async fn a_full_queue_refuses_sends_drains_without_help_and_accepts_again() {
     );
     let again = ingest.post(&padded_logins("u", accepted, 100)).await;
     assert_eq!(again.0, 503, "still full: {}", again.2);
-    let metrics = reqwest::get(format!("http://{}/metrics", ingest.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = ingest.metrics_text().await;
     let queue_bytes = metric_value(&metrics, "sluice_queue_bytes");
     let free_bytes = metric_value(&metrics, "sluice_queue_free_bytes");
     assert!(

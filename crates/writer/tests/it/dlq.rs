@@ -237,14 +237,10 @@ async fn a_refused_redrive_keeps_every_message() {
     assert_eq!(q.status(dir.path()).await, [0, 0, 2, 0]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_on_fauxqs() {
-    dead_letters_are_peeked_masked_and_redriven(Backend::Sqs).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_on_the_embedded_queue() {
-    dead_letters_are_peeked_masked_and_redriven(Backend::Embedded).await;
+sluice_testkit::cases! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    dead_letters_on_fauxqs => dead_letters_are_peeked_masked_and_redriven(Backend::Sqs);
+    dead_letters_on_the_embedded_queue => dead_letters_are_peeked_masked_and_redriven(Backend::Embedded);
 }
 
 /// Without a redrive policy there is no dead-letter queue to find: one

@@ -145,6 +145,33 @@ impl TestQueue {
         env
     }
 
+    /// What `sluice-writer serve` needs to drain this queue into
+    /// `database_url`: the queue's variables, the tests' key, a port of the
+    /// OS's choosing and one-second receive waits (so that it stops
+    /// briskly); then `extra`, which may add or override (the last of a
+    /// name wins when spawned).
+    pub fn serve_env(
+        &self,
+        database_url: String,
+        extra: &[(&'static str, &str)],
+    ) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        env.extend([
+            ("DATABASE_URL", database_url),
+            ("PII_KEY", test_key_base64()),
+            ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
+            ("WRITER_WAIT_SECS", "1".to_owned()),
+        ]);
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    }
+
+    /// Waits up to `timeout` until every message is deleted; `what` names
+    /// the moment when it times out.
+    pub async fn until_empty(&self, timeout: Duration, what: &str) {
+        eventually(timeout, what, || async { self.remaining().await == 0 }).await;
+    }
+
     /// Sends bodies ten at a time; every entry must be accepted.
     pub async fn send(&self, bodies: &[String]) {
         for chunk in bodies.chunks(10) {
@@ -348,88 +375,55 @@ impl TestDb {
         }
     }
 
-    pub async fn logins(&self) -> Vec<LoginOut> {
-        let sql = "SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, \
-                   CAST(create_date AS TEXT) FROM user_logins ORDER BY user_id";
-        match self {
-            TestDb::Postgres(url) => {
-                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                type Row = (
-                    String,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                    Option<i32>,
-                    Option<String>,
-                );
-                let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
-                rows.into_iter()
-                    .map(|r| LoginOut {
-                        user_id: r.0,
-                        device_type: r.1,
-                        masked_ip: r.2,
-                        masked_device_id: r.3,
-                        locale: r.4,
-                        app_version: r.5,
-                        create_date: r.6,
-                    })
-                    .collect()
-            }
-            TestDb::Sqlite(path) => {
-                let c = rusqlite::Connection::open(path).unwrap();
-                let mut stmt = c.prepare(sql).unwrap();
-                stmt.query_map([], |r| {
-                    Ok(LoginOut {
-                        user_id: r.get(0)?,
-                        device_type: r.get(1)?,
-                        masked_ip: r.get(2)?,
-                        masked_device_id: r.get(3)?,
-                        locale: r.get(4)?,
-                        app_version: r.get(5)?,
-                        create_date: r.get(6)?,
-                    })
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-            }
-        }
+    /// Waits up to `timeout` until `table` holds exactly `rows` rows;
+    /// `what` names the moment when it times out.
+    pub async fn until_rows(&self, table: &str, rows: i64, timeout: Duration, what: &str) {
+        eventually(timeout, what, || async { self.count(table).await == rows }).await;
     }
 
+    /// Every `user_logins` row, by user id; read as text on both databases
+    /// (one query path), the app version parsed back.
+    pub async fn logins(&self) -> Vec<LoginOut> {
+        let sql = "SELECT user_id, device_type, masked_ip, masked_device_id, locale, \
+                   CAST(app_version AS TEXT), CAST(create_date AS TEXT) FROM user_logins \
+                   ORDER BY user_id";
+        self.text_rows(sql)
+            .await
+            .into_iter()
+            .map(|r| {
+                let mut r = r.into_iter();
+                let mut next = || r.next().unwrap();
+                LoginOut {
+                    user_id: next().unwrap(),
+                    device_type: next(),
+                    masked_ip: next(),
+                    masked_device_id: next(),
+                    locale: next(),
+                    app_version: next().map(|v| v.parse().unwrap()),
+                    create_date: next(),
+                }
+            })
+            .collect()
+    }
+
+    /// Every `rejected_records` row, in the order stored.
     pub async fn rejected(&self) -> Vec<RejectedOut> {
         let sql =
             "SELECT message_key, reason, payload, payload_format FROM rejected_records ORDER BY id";
-        match self {
-            TestDb::Postgres(url) => {
-                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                let rows: Vec<(String, String, String, String)> =
-                    sqlx::query_as(sql).fetch_all(&mut c).await.unwrap();
-                rows.into_iter()
-                    .map(|r| RejectedOut {
-                        message_key: r.0,
-                        reason: r.1,
-                        payload: r.2,
-                        payload_format: r.3,
-                    })
-                    .collect()
-            }
-            TestDb::Sqlite(path) => {
-                let c = rusqlite::Connection::open(path).unwrap();
-                let mut stmt = c.prepare(sql).unwrap();
-                stmt.query_map([], |r| {
-                    Ok(RejectedOut {
-                        message_key: r.get(0)?,
-                        reason: r.get(1)?,
-                        payload: r.get(2)?,
-                        payload_format: r.get(3)?,
-                    })
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-            }
-        }
+        self.text_rows(sql)
+            .await
+            .into_iter()
+            .map(|r| {
+                let mut r = r.into_iter().map(Option::unwrap);
+                let mut next = || r.next().unwrap();
+                RejectedOut {
+                    message_key: next(),
+                    reason: next(),
+                    payload: next(),
+                    payload_format: next(),
+                }
+            })
+            .collect()
     }
 
     /// Every value of every user table as text, for PII searches.
@@ -467,6 +461,15 @@ impl TestDb {
         }
         out
     }
+}
+
+/// Waits (two minutes at most each) until `table` holds exactly `rows`
+/// rows and then until the queue is empty: everything sent has landed.
+pub async fn all_landed(db: &TestDb, queue: &TestQueue, table: &str, rows: i64) {
+    let timeout = Duration::from_secs(120);
+    db.until_rows(table, rows, timeout, &format!("{rows} rows in {table}"))
+        .await;
+    queue.until_empty(timeout, "the queue drained").await;
 }
 
 // ---------------------------------------------------------------- writers

@@ -26,10 +26,7 @@ async fn drain_rounds(queue: &TestQueue, db: &TestDb, tuning: Tuning, rounds: &[
     let writer = RunningWriter::start(queue.shared(), db, tuning).await;
     for bodies in rounds {
         queue.send(bodies).await;
-        eventually(WAIT, "every message deleted", || async {
-            queue.remaining().await == 0
-        })
-        .await;
+        queue.until_empty(WAIT, "every message deleted").await;
     }
     assert_eq!(queue.dead_letters().await, 0, "nothing dead-lettered");
     let (status, _) = writer.get("/healthz").await;

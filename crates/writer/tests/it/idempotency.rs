@@ -14,7 +14,7 @@ use sluice_ingest::batcher::BatchSettings;
 use sluice_ingest::configuration::Settings;
 
 use crate::helpers::*;
-use crate::pipeline::{OwnFauxqs, RunningIngest, post};
+use crate::pipeline::{OwnFauxqs, RunningIngest, pipeline, post};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -38,12 +38,7 @@ async fn settled(db: &TestDb, queue: &TestQueue, logins: i64) {
 /// The same keyed request twice → once; another key → once more; no key →
 /// every time (today's behaviour).
 async fn keyed_requests_land_once(backend: Backend, kind: &str) {
-    let queue = require!(TestQueue::new(backend, 30).await);
-    let dir = tempfile::tempdir().unwrap();
-    let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
-    let client = reqwest::Client::new();
+    let (queue, _dir, db, writer, ingest, client) = require!(pipeline(backend, kind).await);
     let body = Value::Array(logins("idem", 5)).to_string().into_bytes();
     let key = [("idempotency-key", "order-42 / attempt ~ 1")];
 
@@ -92,11 +87,7 @@ on_both_queues! {
 /// frozen mid-request), retried once the queue is back: every login once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_a_partial_enqueue_lands_once() {
-    let cli = require!(service("SLUICE_TEST_FAUXQS"));
-    let fauxqs = OwnFauxqs::start(&cli).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let queue = TestQueue::sqs(&fauxqs.endpoint, 30).await;
+    let (fauxqs, _dir, db, queue) = require!(OwnFauxqs::with_queue_and_sqlite().await);
     // Small messages, one call at a time: the request takes many calls, so
     // the queue can be frozen between them.
     let settings = Settings {
@@ -142,12 +133,8 @@ async fn retry_after_a_partial_enqueue_lands_once() {
 /// Identities older than the retention are purged by the writer's purge;
 /// a retry after that is new data.
 async fn purged_keys_are_new_data(kind: &str) {
-    let queue = require!(TestQueue::new(Backend::Embedded, 30).await);
-    let dir = tempfile::tempdir().unwrap();
-    let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
-    let client = reqwest::Client::new();
+    let (queue, _dir, db, writer, ingest, client) =
+        require!(pipeline(Backend::Embedded, kind).await);
     let body = Value::Array(logins("purge", 3)).to_string().into_bytes();
     let key = [("idempotency-key", "purge-me")];
     let (status, _) = post(&client, &ingest.url(), body.clone(), &key).await;

@@ -16,15 +16,15 @@ async fn every_writer_metric_is_described_and_promtool_is_satisfied() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::Sqlite(dir.path().join("m.db"));
     let port = sluice_testkit::free_port();
-    let mut env = queue.env();
-    env.extend([
-        ("DATABASE_URL", db.url_string()),
-        ("PII_KEY", test_key_base64()),
-        ("WRITER_ADDR", format!("127.0.0.1:{port}")),
-        ("WRITER_WAIT_SECS", "1".to_owned()),
-        ("WRITER_LINGER_MS", "50".to_owned()),
-        ("RUST_LOG", "warn".to_owned()),
-    ]);
+    let addr = format!("127.0.0.1:{port}");
+    let env = queue.serve_env(
+        db.url_string(),
+        &[
+            ("WRITER_ADDR", addr.as_str()),
+            ("WRITER_LINGER_MS", "50"),
+            ("RUST_LOG", "warn"),
+        ],
+    );
     // A login, a rejected record, and the same envelope twice (a duplicate):
     // rows, rejections, duplicates and deletes all get counted.
     let envelope = Envelope::new(vec![

@@ -313,12 +313,7 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
     })
     .await;
     let writer_text = scrape_writer().await;
-    let ingest_text = reqwest::get(format!("http://{}/metrics", ingest.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ingest_text = ingest.metrics_text().await;
     ingest.stop().await;
     let (status, log) = writer.stop().await;
     assert!(status.success(), "{log}");

@@ -62,16 +62,8 @@ async fn postgres_outage_mid_run() {
     })
     .await
     .unwrap();
-    eventually(
-        Duration::from_secs(120),
-        "every row after the restart",
-        || async { db.count("user_logins").await == 6_000 },
-    )
-    .await;
-    eventually(Duration::from_secs(60), "the queue drained", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    // Every row after the restart.
+    all_landed(&db, &queue, "user_logins", 6_000).await;
     let TestDb::Postgres(url) = &db else {
         unreachable!()
     };

@@ -75,6 +75,15 @@ pub(crate) fn env_a(db: &TestDb) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// What each command test starts from: a directory of its own, a fresh
+/// database of `kind` (`None`, skip, when PostgreSQL is absent) and an
+/// embedded queue.
+pub(crate) async fn fresh_store(kind: &str) -> Option<(tempfile::TempDir, TestDb, TestQueue)> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh(kind, dir.path()).await?;
+    Some((dir, db, TestQueue::embedded()))
+}
+
 /// A writer in this process masking with `masker`.
 pub(crate) async fn writer_with(
     queue: Arc<dyn Queue>,
@@ -218,11 +227,7 @@ async fn recover_one_with_b(dir: &Path, db: &TestDb) {
 }
 
 async fn rekey_after_writes(kind: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::fresh(kind, dir.path()).await else {
-        return;
-    };
-    let queue = TestQueue::embedded();
+    let (dir, db, queue) = require!(fresh_store(kind).await);
     let originals = load_under_a(&queue, &db, 300).await;
 
     // Before: keys (B primary, A old) sees A in use.
@@ -273,11 +278,7 @@ async fn rekey_after_writes(kind: &str) {
 
 /// Writers (already on B, A old) keep loading while rekey runs.
 async fn rekey_beside_running_writers(kind: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::fresh(kind, dir.path()).await else {
-        return;
-    };
-    let queue = TestQueue::embedded();
+    let (dir, db, queue) = require!(fresh_store(kind).await);
     let originals = load_under_a(&queue, &db, 3000).await;
 
     let rotated = masker_of(key_b(), vec![key_a()]);
@@ -327,11 +328,7 @@ async fn rekey_beside_running_writers(kind: &str) {
 
 /// Rekey killed midway, then run again: every login keeps its own values.
 async fn rekey_killed_midway(kind: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::fresh(kind, dir.path()).await else {
-        return;
-    };
-    let queue = TestQueue::embedded();
+    let (dir, db, queue) = require!(fresh_store(kind).await);
     let originals = load_under_a(&queue, &db, 20_000).await;
     let (a, b) = (key_a().id().to_owned(), key_b().id().to_owned());
     let under = |id: &str| {

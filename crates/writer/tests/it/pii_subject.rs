@@ -10,11 +10,7 @@ use crate::helpers::*;
 use crate::pii_ops::*;
 
 async fn lookup_prints_the_stored_token(kind: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::fresh(kind, dir.path()).await else {
-        return;
-    };
-    let queue = TestQueue::embedded();
+    let (dir, db, queue) = require!(fresh_store(kind).await);
     let writer = writer_with(queue.shared(), &db, masker()).await;
     let subject_ip = "198.51.100.201";
     let mut records = generated_logins(20, "lk");
@@ -22,10 +18,8 @@ async fn lookup_prints_the_stored_token(kind: &str) {
         r["ip"] = json!(subject_ip);
     }
     queue.send(&envelope_bodies(&records, 10)).await;
-    eventually(WAIT, "logins stored", || async {
-        db.count("user_logins").await == 20
-    })
-    .await;
+    db.until_rows("user_logins", 20, WAIT, "logins stored")
+        .await;
     writer.stop().await;
     let stored = db
         .text_rows("SELECT masked_ip FROM user_logins WHERE user_id = 'lk-0000000'")
@@ -82,11 +76,7 @@ async fn lookup_prints_the_stored_token(kind: &str) {
 }
 
 async fn forget_erases_a_subject(kind: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::fresh(kind, dir.path()).await else {
-        return;
-    };
-    let queue = TestQueue::embedded();
+    let (dir, db, queue) = require!(fresh_store(kind).await);
     let writer = writer_with(queue.shared(), &db, masker()).await;
     let (ip, device) = ("198.51.100.77", "dev-subject-77");
     let mut records = generated_logins(10, "other");

@@ -44,6 +44,29 @@ impl RunningIngest {
     }
 }
 
+/// The whole pipeline for a test: a fresh queue of a backend, the
+/// directory holding a fresh database, that database, a writer and an
+/// ingest (default settings) on them, and an HTTP client.
+pub(crate) type Pipeline = (
+    TestQueue,
+    tempfile::TempDir,
+    TestDb,
+    RunningWriter,
+    RunningIngest,
+    reqwest::Client,
+);
+
+/// Starts a [`Pipeline`]; `None` (skip) when the queue's or the database's
+/// service is absent.
+pub(crate) async fn pipeline(backend: Backend, kind: &str) -> Option<Pipeline> {
+    let queue = TestQueue::new(backend, 30).await?;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh(kind, dir.path()).await?;
+    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
+    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
+    Some((queue, dir, db, writer, ingest, reqwest::Client::new()))
+}
+
 /// Posts a body; returns the status and the JSON answer.
 pub(crate) async fn post(
     client: &reqwest::Client,
@@ -116,12 +139,7 @@ async fn current_payout(db: &TestDb, event_id: &str) -> Option<f64> {
 }
 
 async fn sample_in_every_form(backend: Backend, kind: &str) {
-    let queue = require!(TestQueue::new(backend, 30).await);
-    let dir = tempfile::tempdir().unwrap();
-    let db = require!(TestDb::fresh(kind, dir.path()).await);
-    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
-    let client = reqwest::Client::new();
+    let (_queue, _dir, db, writer, ingest, client) = require!(pipeline(backend, kind).await);
     let url = ingest.url();
 
     // One object per request.
@@ -177,9 +195,12 @@ async fn sample_in_every_form(backend: Backend, kind: &str) {
         "adjustment_timestamp": "2026-11-22 10:00:00", "payout": 5, "revenue": 7});
     let (status, _) = post(&client, &url, early.to_string().into_bytes(), &[]).await;
     assert_eq!(status, 202);
-    eventually(WAIT, "the early adjustment in the ledger", || async {
-        db.count("tune_adjustments").await == 9
-    })
+    db.until_rows(
+        "tune_adjustments",
+        9,
+        WAIT,
+        "the early adjustment in the ledger",
+    )
     .await;
     assert_eq!(current_payout(&db, "early-1").await, None);
     let event = json!({"event_id": "early-1", "action": "conversion", "payout": 1.5, "revenue": 3,
@@ -228,13 +249,8 @@ fn tune_events(prefix: &str, n: usize) -> Vec<Value> {
 /// 10,000 events from concurrent clients: exactly 10,000 rows, in far
 /// fewer queue messages than events.
 async fn ten_thousand_events(backend: Backend, clients_n: usize) {
-    let queue = require!(TestQueue::new(backend, 30).await);
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    let ingest = RunningIngest::start(queue.shared(), Settings::default()).await;
+    let (queue, _dir, db, writer, ingest, client) = require!(pipeline(backend, "sqlite").await);
     let events = tune_events("load", 10_000);
-    let client = reqwest::Client::new();
     let mut clients = tokio::task::JoinSet::new();
     for share in events.chunks(10_000 / clients_n + 1) {
         let (client, url, share) = (client.clone(), ingest.url(), share.to_vec());
@@ -259,14 +275,7 @@ async fn ten_thousand_events(backend: Backend, clients_n: usize) {
         accepted += n.unwrap();
     }
     assert_eq!(accepted, 10_000);
-    eventually(WAIT, "10,000 rows", || async {
-        db.count("tune_events").await == 10_000
-    })
-    .await;
-    eventually(WAIT, "the queue drained", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    all_landed(&db, &queue, "tune_events", 10_000).await;
     // One receipt per queue message.
     let messages = db.count("sluice_receipts").await;
     eprintln!(
@@ -284,6 +293,19 @@ pub(crate) struct OwnFauxqs {
 }
 
 impl OwnFauxqs {
+    /// A fauxqs of the test's own (`None`, skip, without
+    /// `SLUICE_TEST_FAUXQS`) with a fresh queue on it, and a SQLite database
+    /// in a directory of its own: what a test that freezes the queue's
+    /// server starts from.
+    pub(crate) async fn with_queue_and_sqlite()
+    -> Option<(Self, tempfile::TempDir, TestDb, TestQueue)> {
+        let fauxqs = Self::start(&service("SLUICE_TEST_FAUXQS")?).await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
+        let queue = TestQueue::sqs(&fauxqs.endpoint, 30).await;
+        Some((fauxqs, dir, db, queue))
+    }
+
     pub(crate) async fn start(cli: &str) -> Self {
         let port = sluice_testkit::free_port();
         let child = Command::new("node")
@@ -333,11 +355,7 @@ impl Drop for OwnFauxqs {
 /// and what it checks is ingest's side of a stall, not the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_unreachable_then_back() {
-    let cli = require!(service("SLUICE_TEST_FAUXQS"));
-    let fauxqs = OwnFauxqs::start(&cli).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestDb::fresh("sqlite", dir.path()).await.unwrap();
-    let queue = TestQueue::sqs(&fauxqs.endpoint, 30).await;
+    let (fauxqs, _dir, db, queue) = require!(OwnFauxqs::with_queue_and_sqlite().await);
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     let settings = Settings {
         batch: BatchSettings {

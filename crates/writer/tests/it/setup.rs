@@ -109,12 +109,8 @@ async fn setup_twice(backend: Backend) {
     assert!(retention(dlq) >= retention(main), "{main:?} {dlq:?}");
 }
 
-#[tokio::test]
-async fn setup_twice_on_fauxqs() {
-    setup_twice(Backend::Sqs).await;
-}
-
-#[tokio::test]
-async fn setup_twice_on_moto() {
-    setup_twice(Backend::Moto).await;
+sluice_testkit::cases! {
+    #[tokio::test]
+    setup_twice_on_fauxqs => setup_twice(Backend::Sqs);
+    setup_twice_on_moto => setup_twice(Backend::Moto);
 }

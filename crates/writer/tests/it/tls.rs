@@ -103,13 +103,7 @@ async fn serves(url: &str, tag: &str) {
     let queue = TestQueue::embedded();
     let records = generated_logins(40, tag);
     queue.send(&envelope_bodies(&records, 10)).await;
-    let mut env = queue.env();
-    env.extend([
-        ("DATABASE_URL", url.to_owned()),
-        ("PII_KEY", test_key_base64()),
-        ("WRITER_ADDR", "127.0.0.1:0".to_owned()),
-        ("WRITER_WAIT_SECS", "1".to_owned()),
-    ]);
+    let env = queue.serve_env(url.to_owned(), &[]);
     let dir = tempfile::tempdir().unwrap();
     let mut child = writer(dir.path(), &env, &[]).spawn().unwrap();
     let stderr = drain(child.stderr.take().unwrap());
@@ -279,10 +273,14 @@ async fn tls_certificate_untrusted_mid_run_holds_the_messages() {
     let bodies = envelope_bodies(&generated_logins(40, "midrun"), 10);
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
     queue.send(&bodies[..2]).await;
-    eventually(Duration::from_secs(60), "the first 20 rows", || async {
-        admin_db.count("user_logins").await == 20
-    })
-    .await;
+    admin_db
+        .until_rows(
+            "user_logins",
+            20,
+            Duration::from_secs(60),
+            "the first 20 rows",
+        )
+        .await;
 
     // The server now presents a certificate for another name, and the
     // writer's open connections are cut: every new one fails verify-full.
@@ -313,16 +311,8 @@ async fn tls_certificate_untrusted_mid_run_holds_the_messages() {
     assert!(queue.remaining().await > 0, "the messages are still queued");
 
     cluster.present(&certificates.server());
-    eventually(
-        Duration::from_secs(90),
-        "every row once trusted again",
-        || async { admin_db.count("user_logins").await == 40 },
-    )
-    .await;
-    eventually(Duration::from_secs(60), "the queue drained", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    // Every row once trusted again.
+    all_landed(&admin_db, &queue, "user_logins", 40).await;
     assert_eq!(queue.dead_letters().await, 0);
     writer.stop().await;
 }

@@ -151,10 +151,7 @@ async fn tune_records_land(backend: Backend, kind: &str) {
     queue.send(&messages).await;
 
     let writer = RunningWriter::start(queue.shared(), &db, test_tuning()).await;
-    eventually(WAIT, "every message deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue.until_empty(WAIT, "every message deleted").await;
     eventually(WAIT, "3 events, 2 adjustments, 2 rejected", || async {
         db.count("tune_events").await == 3
             && db.count("tune_adjustments").await == 2
@@ -305,10 +302,8 @@ async fn tune_records_land(backend: Backend, kind: &str) {
             "aff_sub": "late-secret-8812"
         })]))
         .await;
-    eventually(WAIT, "the early adjustment stored", || async {
-        db.count("tune_adjustments").await == 3
-    })
-    .await;
+    db.until_rows("tune_adjustments", 3, WAIT, "the early adjustment stored")
+        .await;
     let late = "SELECT CAST(payout AS TEXT), CAST(revenue AS TEXT), \
                 CAST(adjustment_count AS TEXT) FROM tune_events_current \
                 WHERE event_id = 'late-1'";
@@ -334,10 +329,7 @@ async fn tune_records_land(backend: Backend, kind: &str) {
     assert_eq!(row[2].as_deref(), Some("1"));
 
     // No plaintext PII anywhere in the database.
-    eventually(WAIT, "every message deleted", || async {
-        queue.remaining().await == 0
-    })
-    .await;
+    queue.until_empty(WAIT, "every message deleted").await;
     let dump = db.dump().await;
     for pii in PII {
         assert!(
