@@ -7,6 +7,7 @@
 //! written once too.
 
 pub mod bodies;
+pub mod json;
 pub mod metrics;
 pub mod pg_cluster;
 pub mod postgres;
