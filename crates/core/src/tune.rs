@@ -168,12 +168,16 @@ pub fn adjustment_row(
     })
 }
 
+/// Reads one typed field of a record: `None` when absent, `Err` (the
+/// reason) when it does not convert.
+type Field<T> = fn(&Map<String, Value>, &str) -> Result<Option<T>, String>;
+
 /// The typed columns `names`, each read by `field`, in order: the first
 /// field that does not convert is the record's reason.
 fn typed<T, const N: usize>(
     record: &Map<String, Value>,
     names: [&str; N],
-    field: fn(&Map<String, Value>, &str) -> Result<Option<T>, String>,
+    field: Field<T>,
 ) -> Result<[Option<T>; N], String> {
     let mut values = std::array::from_fn(|_| None);
     for (value, name) in values.iter_mut().zip(names) {

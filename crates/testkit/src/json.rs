@@ -34,7 +34,7 @@ pub fn login_record(i: usize, user_id: String) -> Value {
     json!({
         "user_id": user_id,
         "app_version": format!("{}.{}.{}", i % 9, i % 100, i % 10),
-        "device_type": if i % 2 == 0 { "android" } else { "ios" },
+        "device_type": if i.is_multiple_of(2) { "android" } else { "ios" },
         "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
         "locale": "FR",
         "device_id": format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i % 10000),
