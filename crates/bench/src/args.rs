@@ -230,11 +230,16 @@ mod tests {
 
     #[test]
     fn run_id_rules() {
-        assert!(parse_run_id("abc123").is_ok());
-        assert!(parse_run_id("a-b").is_err());
-        assert!(parse_run_id("").is_err());
-        assert!(parse_run_id("a%").is_err());
-        assert!(parse_run_id(&"x".repeat(65)).is_err());
+        let long = "x".repeat(65);
+        for (raw, valid) in [
+            ("abc123", true),
+            ("a-b", false),
+            ("", false),
+            ("a%", false),
+            (&long, false),
+        ] {
+            assert_eq!(parse_run_id(raw).is_ok(), valid, "{raw:?}");
+        }
         let fresh = fresh_run_id();
         assert_eq!(fresh.len(), 20);
         assert!(parse_run_id(&fresh).is_ok());
@@ -250,9 +255,13 @@ mod tests {
 
     #[test]
     fn url_rules() {
-        assert!(parse_url("http://127.0.0.1:8080/events").is_ok());
-        assert!(parse_url("https://example.com/events").is_err());
-        assert!(parse_url("ftp://x/").is_err());
-        assert!(parse_url("not a url").is_err());
+        for (raw, valid) in [
+            ("http://127.0.0.1:8080/events", true),
+            ("https://example.com/events", false),
+            ("ftp://x/", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(parse_url(raw).is_ok(), valid, "{raw}");
+        }
     }
 }

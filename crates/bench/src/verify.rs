@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use hdrhistogram::Histogram;
 use sluice_core::config::{DatabaseUrl, ExposeSecret};
+use sqlx::AssertSqlSafe;
 
 use crate::generate::{Generator, Plan};
 use crate::load::latency_histogram;
@@ -87,42 +88,35 @@ impl Table {
         }
     }
 
-    /// `COUNT(*), COUNT(DISTINCT id)` of the run's rows. Fixed text per table:
-    /// nothing user-supplied is ever spliced into SQL (the pattern is bound).
-    fn count_sql(self, postgres: bool) -> &'static str {
-        match (self, postgres) {
-            (Table::TuneEvents, true) => {
-                "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM tune_events WHERE event_id LIKE $1 ESCAPE '!'"
-            }
-            (Table::TuneEvents, false) => {
-                "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM tune_events WHERE event_id LIKE ?1 ESCAPE '!'"
-            }
-            (Table::UserLogins, true) => {
-                "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM user_logins WHERE user_id LIKE $1 ESCAPE '!'"
-            }
-            (Table::UserLogins, false) => {
-                "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM user_logins WHERE user_id LIKE ?1 ESCAPE '!'"
-            }
-        }
+    /// `SELECT {what}` of the run's rows: those whose id matches the bound
+    /// pattern (`$1` on PostgreSQL, `?1` on SQLite). Only the fixed names
+    /// here are spliced into SQL, never anything user-supplied.
+    fn select_run(self, what: &str, postgres: bool) -> String {
+        format!(
+            "SELECT {what} FROM {} WHERE {} LIKE {} ESCAPE '!'",
+            self.name(),
+            self.id_column(),
+            if postgres { "$1" } else { "?1" }
+        )
+    }
+
+    /// `COUNT(*), COUNT(DISTINCT id)` of the run's rows.
+    fn count_sql(self, postgres: bool) -> String {
+        let id = self.id_column();
+        self.select_run(&format!("COUNT(*), COUNT(DISTINCT {id})"), postgres)
     }
 
     /// The run's ids, with `loaded_at` for TUNE events (seconds since the
     /// epoch on PostgreSQL, whatever the column holds on SQLite).
-    fn rows_sql(self, postgres: bool) -> &'static str {
-        match (self, postgres) {
-            (Table::TuneEvents, true) => {
-                "SELECT event_id, EXTRACT(EPOCH FROM loaded_at)::float8 FROM tune_events WHERE event_id LIKE $1 ESCAPE '!'"
-            }
-            (Table::TuneEvents, false) => {
-                "SELECT event_id, loaded_at FROM tune_events WHERE event_id LIKE ?1 ESCAPE '!'"
-            }
-            (Table::UserLogins, true) => {
-                "SELECT user_id, NULL::float8 FROM user_logins WHERE user_id LIKE $1 ESCAPE '!'"
-            }
-            (Table::UserLogins, false) => {
-                "SELECT user_id, NULL FROM user_logins WHERE user_id LIKE ?1 ESCAPE '!'"
-            }
-        }
+    fn rows_sql(self, postgres: bool) -> String {
+        let loaded_at = match (self, postgres) {
+            (Table::TuneEvents, true) => "EXTRACT(EPOCH FROM loaded_at)::float8",
+            (Table::TuneEvents, false) => "loaded_at",
+            (Table::UserLogins, true) => "NULL::float8",
+            (Table::UserLogins, false) => "NULL",
+        };
+        let id = self.id_column();
+        self.select_run(&format!("{id}, {loaded_at}"), postgres)
     }
 }
 
@@ -181,7 +175,7 @@ impl Db {
     pub async fn counts(&self, table: Table, pattern: &str) -> anyhow::Result<(u64, u64)> {
         let sql = table.count_sql(matches!(self, Db::Postgres(_)));
         let (rows, distinct) = match self {
-            Db::Postgres(pool) => sqlx::query_as::<_, (i64, i64)>(sql)
+            Db::Postgres(pool) => sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql))
                 .bind(pattern)
                 .fetch_one(pool)
                 .await
@@ -193,7 +187,7 @@ impl Db {
                     let conn = conn
                         .lock()
                         .map_err(|_| anyhow!("SQLite connection poisoned"))?;
-                    conn.query_row(sql, [&pattern], |r| Ok((r.get(0)?, r.get(1)?)))
+                    conn.query_row(&sql, [&pattern], |r| Ok((r.get(0)?, r.get(1)?)))
                         .map_err(|e| query_error(table, e))
                 })
                 .await??
@@ -207,7 +201,7 @@ impl Db {
         let sql = table.rows_sql(matches!(self, Db::Postgres(_)));
         match self {
             Db::Postgres(pool) => {
-                let rows = sqlx::query_as::<_, (String, Option<f64>)>(sql)
+                let rows = sqlx::query_as::<_, (String, Option<f64>)>(AssertSqlSafe(sql))
                     .bind(pattern)
                     .fetch_all(pool)
                     .await
@@ -224,7 +218,7 @@ impl Db {
                     let conn = conn
                         .lock()
                         .map_err(|_| anyhow!("SQLite connection poisoned"))?;
-                    let mut stmt = conn.prepare(sql).map_err(|e| query_error(table, e))?;
+                    let mut stmt = conn.prepare(&sql).map_err(|e| query_error(table, e))?;
                     let rows = stmt
                         .query_map([&pattern], |r| {
                             let id: String = r.get(0)?;

@@ -8,26 +8,17 @@
 
 use std::time::Instant;
 
-use serde_json::json;
 use sluice_core::classify::Classifier;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::wire::{Envelope, decode_body};
+use sluice_testkit::json::login_record;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let records: Vec<_> = (0..200_000)
-        .map(|i| {
-            json!({
-                "user_id": format!("bench-{i:08}-0123456789abcdef0123"),
-                "app_version": format!("{}.{}.{}", i % 9, i % 100, i % 10),
-                "device_type": if i % 2 == 0 { "android" } else { "ios" },
-                "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
-                "locale": "FR",
-                "device_id": format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i % 10000),
-            })
-        })
+        .map(|i| login_record(i, format!("bench-{i:08}-0123456789abcdef0123")))
         .collect();
     let bodies: Vec<String> = records
         .chunks(8_696)

@@ -267,17 +267,18 @@ mod tests {
 
     #[test]
     fn app_versions() {
-        assert_eq!(app_version(&json!("2.3.0")), Some(2_003_000));
-        assert_eq!(app_version(&json!("0.96")), Some(96_000));
-        assert_eq!(app_version(&json!("3.7")), Some(3_007_000));
-        assert_eq!(app_version(&json!("7")), Some(7_000_000));
+        for (text, version) in [
+            ("2.3.0", 2_003_000),
+            ("0.96", 96_000),
+            ("3.7", 3_007_000),
+            ("7", 7_000_000),
+        ] {
+            assert_eq!(app_version(&json!(text)), Some(version), "{text}");
+        }
         assert_eq!(app_version(&json!(3.7)), Some(3_007_000));
-        assert_eq!(app_version(&json!("beta")), None);
-        assert_eq!(app_version(&json!("1.2.3.4")), None);
-        assert_eq!(app_version(&json!("1.1000")), None);
-        assert_eq!(app_version(&json!("3000.0.0")), None);
-        assert_eq!(app_version(&json!("")), None);
-        assert_eq!(app_version(&json!("-1.0")), None);
+        for bad in ["beta", "1.2.3.4", "1.1000", "3000.0.0", "", "-1.0"] {
+            assert_eq!(app_version(&json!(bad)), None, "{bad}");
+        }
         assert_eq!(app_version(&json!(null)), None);
     }
 

@@ -101,16 +101,23 @@ pub fn event_row(record: &Map<String, Value>, masker: &Masker) -> Result<TuneEve
         masked(masker, name, value)
     });
 
+    let transaction_id = text(record, "transaction_id")?;
+    let [offer_id, affiliate_id, advertiser_id] = typed(
+        record,
+        ["offer_id", "affiliate_id", "advertiser_id"],
+        integer_field,
+    )?;
+    let [payout, revenue] = typed(record, ["payout", "revenue"], decimal_field)?;
     let row = TuneEventRow {
         event_id,
         action,
         occurred_at,
-        transaction_id: text(record, "transaction_id")?,
-        offer_id: integer_field(record, "offer_id")?,
-        affiliate_id: integer_field(record, "affiliate_id")?,
-        advertiser_id: integer_field(record, "advertiser_id")?,
-        payout: decimal_field(record, "payout")?,
-        revenue: decimal_field(record, "revenue")?,
+        transaction_id,
+        offer_id,
+        affiliate_id,
+        advertiser_id,
+        payout,
+        revenue,
         currency: text(record, "currency")?,
         country: text(record, "country_code")?,
         status,
@@ -139,20 +146,44 @@ pub fn adjustment_row(
         .and_then(adjust_action)
         .ok_or_else(|| "adjust_action is not 1 or \"create\", 2 or \"update\"".to_owned())?;
     let (adjusted_at, time_used) = time_field(record, "adjustment_timestamp");
+    let num = integer_field(record, "num")?;
+    let [payout, revenue, current_payout, current_revenue] = typed(
+        record,
+        ["payout", "revenue", "current_payout", "current_revenue"],
+        decimal_field,
+    )?;
     Ok(TuneAdjustmentRow {
         event_id,
         adjustment_sequence_id,
         adjust_action,
         adjusted_at,
-        num: integer_field(record, "num")?,
-        payout: decimal_field(record, "payout")?,
-        revenue: decimal_field(record, "revenue")?,
-        current_payout: decimal_field(record, "current_payout")?,
-        current_revenue: decimal_field(record, "current_revenue")?,
+        num,
+        payout,
+        revenue,
+        current_payout,
+        current_revenue,
         extra: extra(record, masker, |k| {
             ADJUSTMENT_COLUMNS.contains(&k) || (time_used && k == "adjustment_timestamp")
         }),
     })
+}
+
+/// Reads one typed field of a record: `None` when absent, `Err` (the
+/// reason) when it does not convert.
+type Field<T> = fn(&Map<String, Value>, &str) -> Result<Option<T>, String>;
+
+/// The typed columns `names`, each read by `field`, in order: the first
+/// field that does not convert is the record's reason.
+fn typed<T, const N: usize>(
+    record: &Map<String, Value>,
+    names: [&str; N],
+    field: Field<T>,
+) -> Result<[Option<T>; N], String> {
+    let mut values = std::array::from_fn(|_| None);
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = field(record, name)?;
+    }
+    Ok(values)
 }
 
 /// `adjust_action`: 1, 2, or "create", "update", "1", "2" in any case.

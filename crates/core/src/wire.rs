@@ -202,65 +202,88 @@ struct RawEnvelope<'a> {
 
 impl<'de> Deserialize<'de> for RawEnvelope<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RawEnvelope<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an envelope object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                use serde::de::Error;
-                // A repeated key or an unknown version: the general path
-                // rejects the body; decline and let it.
-                let mut id: Option<Option<String>> = None;
-                let mut seen_version = false;
-                let mut events = None;
-                let mut idempotency: Option<Vec<KeySpan>> = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == "events" {
-                        if events.is_some() {
-                            return Err(A::Error::custom("repeated events"));
-                        }
-                        events = Some(map.next_value::<Vec<&'de RawValue>>()?);
-                        continue;
-                    }
-                    // Parsed, not skipped: skipping checks less than a
-                    // `Value` parse does (depth, surrogates, numbers).
-                    let value = map.next_value::<Value>()?;
-                    if nesting(&value) > RAW_SAFE_DEPTH {
-                        return Err(A::Error::custom("too deep"));
-                    }
-                    if key == "id" {
-                        if id.is_some() {
-                            return Err(A::Error::custom("repeated id"));
-                        }
-                        id = Some(envelope_id(Some(&value)));
-                    }
-                    if key == "v" {
-                        if seen_version || !is_known_version(&value) {
-                            return Err(A::Error::custom("repeated or unknown v"));
-                        }
-                        seen_version = true;
-                    }
-                    if key == "idempotency" {
-                        if idempotency.is_some() {
-                            return Err(A::Error::custom("repeated idempotency"));
-                        }
-                        idempotency = Some(key_spans(Some(value)));
-                    }
+        deserialize_map(d)
+    }
+}
+
+impl<'de> FromMap<'de> for RawEnvelope<'de> {
+    const EXPECTING: &'static str = "an envelope object";
+
+    fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        use serde::de::Error;
+        // A repeated key or an unknown version: the general path
+        // rejects the body; decline and let it.
+        let mut id: Option<Option<String>> = None;
+        let mut seen_version = false;
+        let mut events = None;
+        let mut idempotency: Option<Vec<KeySpan>> = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "events" {
+                if events.is_some() {
+                    return Err(A::Error::custom("repeated events"));
                 }
-                Ok(RawEnvelope {
-                    id: id.flatten(),
-                    idempotency: idempotency.unwrap_or_default(),
-                    events: events.ok_or_else(|| A::Error::missing_field("events"))?,
-                })
+                events = Some(map.next_value::<Vec<&'de RawValue>>()?);
+                continue;
+            }
+            // Parsed, not skipped: skipping checks less than a
+            // `Value` parse does (depth, surrogates, numbers).
+            let value = map.next_value::<Value>()?;
+            if nesting(&value) > RAW_SAFE_DEPTH {
+                return Err(A::Error::custom("too deep"));
+            }
+            if key == "id" {
+                if id.is_some() {
+                    return Err(A::Error::custom("repeated id"));
+                }
+                id = Some(envelope_id(Some(&value)));
+            }
+            if key == "v" {
+                if seen_version || !is_known_version(&value) {
+                    return Err(A::Error::custom("repeated or unknown v"));
+                }
+                seen_version = true;
+            }
+            if key == "idempotency" {
+                if idempotency.is_some() {
+                    return Err(A::Error::custom("repeated idempotency"));
+                }
+                idempotency = Some(key_spans(Some(value)));
             }
         }
-        d.deserialize_map(V)
+        Ok(RawEnvelope {
+            id: id.flatten(),
+            idempotency: idempotency.unwrap_or_default(),
+            events: events.ok_or_else(|| A::Error::missing_field("events"))?,
+        })
     }
+}
+
+/// A type read from a JSON object key by key: serde's map visitor, whose
+/// boilerplate is written once here, in [`deserialize_map`].
+trait FromMap<'de>: Sized {
+    /// What a value that is not an object is told it should have been.
+    const EXPECTING: &'static str;
+
+    fn from_map<A: serde::de::MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+}
+
+/// Deserialises a [`FromMap`] type from a JSON object.
+fn deserialize_map<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromMap<'de>,
+{
+    struct Visitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: FromMap<'de>> serde::de::Visitor<'de> for Visitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(T::EXPECTING)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::from_map(map)
+        }
+    }
+    d.deserialize_map(Visitor(std::marker::PhantomData))
 }
 
 fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, String> {

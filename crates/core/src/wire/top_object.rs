@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::body::{DecodedBody, InvalidPayload, Item, envelope_id, key_spans, records_of};
 use super::envelope::ENVELOPE_VERSION;
+use super::{FromMap, deserialize_map};
 
 /// A body's top-level object, with every occurrence of the keys Sluice
 /// reads as structure (`events`, `id`, `v`) kept apart. Parsed into a
@@ -42,32 +43,27 @@ impl From<Map<String, Value>> for TopObject {
 
 impl<'de> Deserialize<'de> for TopObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = TopObject;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut top = TopObject::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    let value = map.next_value::<Value>()?;
-                    match key.as_str() {
-                        "events" => top.events.push(value),
-                        "id" => top.ids.push(value),
-                        "v" => top.versions.push(value),
-                        _ => {
-                            top.rest.insert(key, value);
-                        }
-                    }
+        deserialize_map(d)
+    }
+}
+
+impl<'de> FromMap<'de> for TopObject {
+    const EXPECTING: &'static str = "a JSON object";
+
+    fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut top = TopObject::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value::<Value>()?;
+            match key.as_str() {
+                "events" => top.events.push(value),
+                "id" => top.ids.push(value),
+                "v" => top.versions.push(value),
+                _ => {
+                    top.rest.insert(key, value);
                 }
-                Ok(top)
             }
         }
-        d.deserialize_map(V)
+        Ok(top)
     }
 }
 

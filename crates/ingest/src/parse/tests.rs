@@ -225,23 +225,9 @@ fn depth_limit_keeps_envelopes_readable() {
     );
 }
 
+/// Any JSON value whose text round-trips exactly, strings short.
 fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        // Short decimals: serde_json's default float parsing is exact for these.
-        (-1_000_000_000i64..1_000_000_000).prop_map(|n| Value::from(n as f64 / 100.0)),
-        ".{0,12}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 32, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,8}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    sluice_testkit::json::arb_json(".{0,12}")
 }
 
 fn arb_object() -> impl Strategy<Value = Value> {

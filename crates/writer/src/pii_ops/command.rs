@@ -15,8 +15,10 @@ pub struct KeysArgs {
     pub json: bool,
 }
 
+/// The flags of every operation that sweeps the tables and may change rows
+/// (`rekey`, `forget`): one definition, so they read and default alike.
 #[derive(Debug, Args)]
-pub struct RekeyArgs {
+pub struct SweepArgs {
     /// Count what would change, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -27,6 +29,9 @@ pub struct RekeyArgs {
     #[arg(long, env = "SLUICE_OPERATOR")]
     pub operator: Option<String>,
 }
+
+/// `rekey` takes the sweep's flags alone.
+pub type RekeyArgs = SweepArgs;
 
 #[derive(Debug, Args)]
 pub struct LookupArgs {
@@ -51,15 +56,8 @@ pub struct ForgetArgs {
     /// their masked values.
     #[arg(long)]
     pub delete_events: bool,
-    /// Print the counts only, change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Rows per transaction.
-    #[arg(long, default_value = DEFAULT_BATCH_ROWS, value_parser = clap::value_parser!(u32).range(1..))]
-    pub batch_rows: u32,
-    /// Who is asking, for the audit log (defaults to $USER).
-    #[arg(long, env = "SLUICE_OPERATOR")]
-    pub operator: Option<String>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
 }
 
 pub async fn keys(config: &Config, args: KeysArgs) -> Result<(), OpsError> {
@@ -100,8 +98,8 @@ pub async fn forget(config: &Config, args: ForgetArgs) -> Result<(), OpsError> {
     let request = forget::Request {
         pairs,
         delete_events: args.delete_events,
-        dry_run: args.dry_run,
-        batch_rows: args.batch_rows as usize,
+        dry_run: args.sweep.dry_run,
+        batch_rows: args.sweep.batch_rows as usize,
     };
-    forget::run(masker, &store, &operator(args.operator), request).await
+    forget::run(masker, &store, &operator(args.sweep.operator), request).await
 }

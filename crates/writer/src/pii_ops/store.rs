@@ -301,16 +301,83 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(Vec<Row>) -> (Vec<Change>, T) + Send + 'static,
     {
+        let slice = Slice {
+            table,
+            from,
+            to,
+            write,
+        };
         match self {
-            Store::Postgres(pool) => pg_slice(pool, table, from, to, write, decide).await,
+            Store::Postgres(pool) => pg_slice(pool, slice, decide).await,
             Store::Sqlite(conn) => {
                 let conn = Arc::clone(conn);
                 blocking(move || {
                     let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                    sqlite_slice(&mut conn, table, from, to, write, decide)
+                    sqlite_slice(&mut conn, slice, decide)
                 })
                 .await
             }
+        }
+    }
+}
+
+/// One slice of a table: the rows at positions `[from, to)`, read and, when
+/// `write`, changed in one transaction. What is done with the rows is
+/// decided here, once for both databases; each only reads and writes.
+#[derive(Debug, Clone, Copy)]
+struct Slice {
+    table: &'static Table,
+    from: u64,
+    to: u64,
+    write: bool,
+}
+
+/// What `decide` made of a slice's rows.
+struct Decided<T> {
+    out: T,
+    /// Changes decided, written or not: what a dry run reports.
+    changed: usize,
+    /// The changes to write: none when the slice only reads.
+    to_write: Vec<Change>,
+}
+
+impl Slice {
+    /// `SELECT` of the rows' places and columns, in the database's terms;
+    /// rows to be changed are locked by PostgreSQL's `FOR UPDATE` (SQLite's
+    /// transaction already holds the write lock).
+    fn select_sql(&self, postgres: bool) -> String {
+        let (key, from, to) = if postgres {
+            ("ctid", "$1::tid", "$2::tid")
+        } else {
+            ("rowid", "?1", "?2")
+        };
+        format!(
+            "SELECT {key}{}, {} FROM {} WHERE {key} >= {from} AND {key} < {to}{}",
+            if postgres { "::text" } else { "" },
+            select_list(self.table, postgres),
+            self.table.name,
+            if postgres && self.write {
+                " FOR UPDATE"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Runs `decide` over the rows read; a slice that only reads (a dry
+    /// run) counts the changes and writes none.
+    fn decide<T>(
+        &self,
+        rows: Vec<Row>,
+        decide: impl FnOnce(Vec<Row>) -> (Vec<Change>, T),
+    ) -> Decided<T> {
+        let (changes, out) = decide(rows);
+        let changed = changes.len();
+        let to_write = if self.write { changes } else { Vec::new() };
+        Decided {
+            out,
+            changed,
+            to_write,
         }
     }
 }
@@ -323,42 +390,30 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| OpsError::Database(format!("SQLite task failed: {e}")))?
 }
 
-fn select_list(table: &Table, postgres: bool) -> String {
-    table
-        .columns
-        .iter()
-        .map(|c| match (c.kind, postgres) {
-            (ColumnKind::Json, true) => format!("{}::text", c.name),
-            _ => c.name.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// SQL list items, comma separated.
+fn joined(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
 }
 
-async fn pg_slice<T, F>(
+fn select_list(table: &Table, postgres: bool) -> String {
+    joined(table.columns.iter().map(|c| match (c.kind, postgres) {
+        (ColumnKind::Json, true) => format!("{}::text", c.name),
+        _ => c.name.to_owned(),
+    }))
+}
+
+async fn pg_slice<T>(
     pool: &PgPool,
-    table: &'static Table,
-    from: u64,
-    to: u64,
-    write: bool,
-    decide: F,
-) -> Result<(T, usize), OpsError>
-where
-    F: FnOnce(Vec<Row>) -> (Vec<Change>, T),
-{
+    slice: Slice,
+    decide: impl FnOnce(Vec<Row>) -> (Vec<Change>, T),
+) -> Result<(T, usize), OpsError> {
     let mut tx = pool
         .begin()
         .await
         .map_err(|e| pg_error("beginning a transaction", e))?;
-    let sql = format!(
-        "SELECT ctid::text, {} FROM {} WHERE ctid >= $1::tid AND ctid < $2::tid{}",
-        select_list(table, true),
-        table.name,
-        if write { " FOR UPDATE" } else { "" }
-    );
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(format!("({from},0)"))
-        .bind(format!("({to},0)"))
+    let rows = sqlx::query(AssertSqlSafe(slice.select_sql(true)))
+        .bind(format!("({},0)", slice.from))
+        .bind(format!("({},0)", slice.to))
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| pg_error("reading rows", e))?;
@@ -367,20 +422,17 @@ where
         .map(|r| {
             Ok(Row {
                 key: RowKey::Tid(r.try_get(0)?),
-                cells: (1..=table.columns.len())
+                cells: (1..=slice.table.columns.len())
                     .map(|i| r.try_get::<Option<String>, _>(i))
                     .collect::<Result<_, _>>()?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(|e| pg_error("reading rows", e))?;
-    let (changes, out) = decide(rows);
-    let changed = changes.len();
-    if write && changed > 0 {
-        pg_apply(&mut tx, table, changes).await?;
-    }
+    let decided = slice.decide(rows, decide);
+    pg_apply(&mut tx, slice.table, decided.to_write).await?;
     tx.commit().await.map_err(|e| pg_error("committing", e))?;
-    Ok((out, changed))
+    Ok((decided.out, decided.changed))
 }
 
 fn tid(key: RowKey) -> String {
@@ -423,24 +475,12 @@ async fn pg_apply(
             .map_err(|e| pg_error("deleting rows", e))?;
     }
     if !keys.is_empty() {
-        let sets = table
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match c.kind {
-                ColumnKind::Json => format!("{0} = v.c{i}::jsonb", c.name),
-                _ => format!("{0} = v.c{i}", c.name),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let arrays = (0..table.columns.len())
-            .map(|i| format!("${}::text[]", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let names = (0..table.columns.len())
-            .map(|i| format!("c{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let sets = joined(table.columns.iter().enumerate().map(|(i, c)| match c.kind {
+            ColumnKind::Json => format!("{0} = v.c{i}::jsonb", c.name),
+            _ => format!("{0} = v.c{i}", c.name),
+        }));
+        let arrays = joined((0..table.columns.len()).map(|i| format!("${}::text[]", i + 2)));
+        let names = joined((0..table.columns.len()).map(|i| format!("c{i}")));
         let sql = format!(
             "UPDATE {t} SET {sets} FROM UNNEST($1::text[], {arrays}) AS v(k, {names}) \
              WHERE {t}.ctid = v.k::tid",
@@ -458,21 +498,15 @@ async fn pg_apply(
     Ok(())
 }
 
-fn sqlite_slice<T, F>(
+fn sqlite_slice<T>(
     conn: &mut Connection,
-    table: &'static Table,
-    from: u64,
-    to: u64,
-    write: bool,
-    decide: F,
-) -> Result<(T, usize), OpsError>
-where
-    F: FnOnce(Vec<Row>) -> (Vec<Change>, T),
-{
+    slice: Slice,
+    decide: impl FnOnce(Vec<Row>) -> (Vec<Change>, T),
+) -> Result<(T, usize), OpsError> {
     let err = |context: &'static str| move |e| sqlite_error(context, e);
     // IMMEDIATE takes the write lock before reading, so the rows read are
     // the rows changed.
-    let behavior = if write {
+    let behavior = if slice.write {
         TransactionBehavior::Immediate
     } else {
         TransactionBehavior::Deferred
@@ -481,69 +515,72 @@ where
         .transaction_with_behavior(behavior)
         .map_err(err("beginning a transaction"))?;
     let rows = {
-        let sql = format!(
-            "SELECT rowid, {} FROM {} WHERE rowid >= ?1 AND rowid < ?2",
-            select_list(table, false),
-            table.name
-        );
-        let mut stmt = tx.prepare(&sql).map_err(err("reading rows"))?;
-        let n = table.columns.len();
-        stmt.query_map(
-            rusqlite::params![
-                from.min(i64::MAX as u64) as i64,
-                to.min(i64::MAX as u64) as i64
-            ],
-            |r| {
-                Ok(Row {
-                    key: RowKey::RowId(r.get(0)?),
-                    cells: (1..=n)
-                        .map(|i| r.get::<_, Option<String>>(i))
-                        .collect::<Result<_, _>>()?,
-                })
-            },
-        )
+        let mut stmt = tx
+            .prepare(&slice.select_sql(false))
+            .map_err(err("reading rows"))?;
+        let n = slice.table.columns.len();
+        let bound = |position: u64| position.min(i64::MAX as u64) as i64;
+        stmt.query_map(rusqlite::params![bound(slice.from), bound(slice.to)], |r| {
+            Ok(Row {
+                key: RowKey::RowId(r.get(0)?),
+                cells: (1..=n)
+                    .map(|i| r.get::<_, Option<String>>(i))
+                    .collect::<Result<_, _>>()?,
+            })
+        })
         .map_err(err("reading rows"))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(err("reading rows"))?
     };
-    let (changes, out) = decide(rows);
-    let changed = changes.len();
-    if write && changed > 0 {
-        let sets = table
+    let decided = slice.decide(rows, decide);
+    sqlite_apply(&tx, slice.table, decided.to_write)?;
+    tx.commit().map_err(err("committing"))?;
+    Ok((decided.out, decided.changed))
+}
+
+/// Updates and deletes row by row through two prepared statements.
+fn sqlite_apply(
+    tx: &rusqlite::Transaction<'_>,
+    table: &Table,
+    changes: Vec<Change>,
+) -> Result<(), OpsError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let err = |context: &'static str| move |e| sqlite_error(context, e);
+    let sets = joined(
+        table
             .columns
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{} = ?{}", c.name, i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut update = tx
-            .prepare(&format!(
-                "UPDATE {} SET {sets} WHERE rowid = ?1",
-                table.name
-            ))
-            .map_err(err("updating rows"))?;
-        let mut delete = tx
-            .prepare(&format!("DELETE FROM {} WHERE rowid = ?1", table.name))
-            .map_err(err("deleting rows"))?;
-        for change in changes {
-            match change {
-                Change::Delete(RowKey::RowId(id)) => {
-                    delete.execute([id]).map_err(err("deleting rows"))?;
-                }
-                Change::Update {
-                    key: RowKey::RowId(id),
-                    cells,
-                } => {
-                    let mut values: Vec<rusqlite::types::Value> = vec![id.into()];
-                    values.extend(cells.into_iter().map(rusqlite::types::Value::from));
-                    update
-                        .execute(rusqlite::params_from_iter(values))
-                        .map_err(err("updating rows"))?;
-                }
-                _ => {}
+            .map(|(i, c)| format!("{} = ?{}", c.name, i + 2)),
+    );
+    let mut update = tx
+        .prepare(&format!(
+            "UPDATE {} SET {sets} WHERE rowid = ?1",
+            table.name
+        ))
+        .map_err(err("updating rows"))?;
+    let mut delete = tx
+        .prepare(&format!("DELETE FROM {} WHERE rowid = ?1", table.name))
+        .map_err(err("deleting rows"))?;
+    for change in changes {
+        match change {
+            Change::Delete(RowKey::RowId(id)) => {
+                delete.execute([id]).map_err(err("deleting rows"))?;
             }
+            Change::Update {
+                key: RowKey::RowId(id),
+                cells,
+            } => {
+                let mut values: Vec<rusqlite::types::Value> = vec![id.into()];
+                values.extend(cells.into_iter().map(rusqlite::types::Value::from));
+                update
+                    .execute(rusqlite::params_from_iter(values))
+                    .map_err(err("updating rows"))?;
+            }
+            _ => {}
         }
     }
-    tx.commit().map_err(err("committing"))?;
-    Ok((out, changed))
+    Ok(())
 }

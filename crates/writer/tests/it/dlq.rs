@@ -203,7 +203,7 @@ async fn dead_letters_are_peeked_masked_and_redriven(backend: Backend) {
         .logins()
         .await
         .into_iter()
-        .filter_map(|l| l.masked_ip)
+        .filter_map(|l| l.row.masked_ip)
         .collect();
     let mut shown: Vec<String> = logins
         .iter()

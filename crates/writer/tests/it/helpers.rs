@@ -18,6 +18,7 @@ use serde_json::Value;
 use sluice_core::config::DatabaseUrl;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::queue::Queue;
+use sluice_core::records::LoginRow;
 use sluice_core::sink::{self, Sink};
 use sluice_writer::configuration::Tuning;
 use sluice_writer::startup::Application;
@@ -262,16 +263,21 @@ pub enum TestDb {
     Sqlite(PathBuf),
 }
 
-/// A `user_logins` row as read back.
+/// A `user_logins` row as read back: the library's own row (so the columns
+/// are listed once, where the sinks write them) and the date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginOut {
-    pub user_id: String,
-    pub device_type: Option<String>,
-    pub masked_ip: Option<String>,
-    pub masked_device_id: Option<String>,
-    pub locale: Option<String>,
-    pub app_version: Option<i32>,
+    pub row: LoginRow,
     pub create_date: Option<String>,
+}
+
+/// Tests read a login's columns as its own fields (`login.user_id`).
+impl std::ops::Deref for LoginOut {
+    type Target = LoginRow;
+
+    fn deref(&self) -> &LoginRow {
+        &self.row
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,12 +400,14 @@ impl TestDb {
                 let mut r = r.into_iter();
                 let mut next = || r.next().unwrap();
                 LoginOut {
-                    user_id: next().unwrap(),
-                    device_type: next(),
-                    masked_ip: next(),
-                    masked_device_id: next(),
-                    locale: next(),
-                    app_version: next().map(|v| v.parse().unwrap()),
+                    row: LoginRow {
+                        user_id: next().unwrap(),
+                        device_type: next(),
+                        masked_ip: next(),
+                        masked_device_id: next(),
+                        locale: next(),
+                        app_version: next().map(|v| v.parse().unwrap()),
+                    },
                     create_date: next(),
                 }
             })
@@ -559,16 +567,7 @@ pub fn fixture_pii() -> Vec<String> {
 /// `n` generated login records with unique user ids and ips.
 pub fn generated_logins(n: usize, tag: &str) -> Vec<Value> {
     (0..n)
-        .map(|i| {
-            serde_json::json!({
-                "user_id": format!("{tag}-{i:07}"),
-                "app_version": format!("{}.{}.{}", i % 9, i % 100, i % 10),
-                "device_type": if i % 2 == 0 { "android" } else { "ios" },
-                "ip": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
-                "locale": "FR",
-                "device_id": format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i % 10000),
-            })
-        })
+        .map(|i| sluice_testkit::json::login_record(i, format!("{tag}-{i:07}")))
         .collect()
 }
 

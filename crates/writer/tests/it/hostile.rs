@@ -41,6 +41,15 @@ async fn assert_no_plaintext(db: &TestDb, secrets: &[&str]) {
     }
 }
 
+/// The user ids of the stored logins, in order.
+async fn user_ids(db: &TestDb) -> Vec<String> {
+    db.logins()
+        .await
+        .into_iter()
+        .map(|l| l.row.user_id)
+        .collect()
+}
+
 fn reasons(rejected: &[RejectedOut]) -> Vec<String> {
     let mut reasons: Vec<String> = rejected.iter().map(|r| r.reason.clone()).collect();
     reasons.sort_unstable();
@@ -115,8 +124,7 @@ async fn unknown_versions_are_rejected(backend: Backend, kind: &str) {
         ])
         .collect();
     drain_rounds(&queue, &db, test_tuning(), &[bodies]).await;
-    let users: Vec<String> = db.logins().await.into_iter().map(|l| l.user_id).collect();
-    assert_eq!(users, ["uv-none", "uv-one"]);
+    assert_eq!(user_ids(&db).await, ["uv-none", "uv-one"]);
     assert_eq!(
         reasons(&db.rejected().await),
         vec!["unknown envelope version (this writer reads \"v\": 1)"; 4]
@@ -150,8 +158,7 @@ async fn unstorable_envelope_ids_land_once(backend: Backend, kind: &str) {
         .collect();
     // The same envelopes again, as a producer's retry would send them.
     drain_rounds(&queue, &db, test_tuning(), &[bodies.clone(), bodies]).await;
-    let users: Vec<String> = db.logins().await.into_iter().map(|l| l.user_id).collect();
-    assert_eq!(users, ["ki-0", "ki-1", "ki-2", "ki-3"]);
+    assert_eq!(user_ids(&db).await, ["ki-0", "ki-1", "ki-2", "ki-3"]);
     assert_eq!(db.count("rejected_records").await, 4);
     let keys: Vec<String> = db
         .text_rows("SELECT message_key FROM sluice_receipts")
