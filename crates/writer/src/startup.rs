@@ -53,7 +53,10 @@ pub async fn connect_sink(url: &DatabaseUrl, tuning: &Tuning) -> Result<Arc<dyn 
 
 /// The health listener bound, with the queue, database, masker and tuning
 /// it drains with.
-pub struct Application(Bound<(Arc<dyn Queue>, Arc<dyn Sink>, Masker, Tuning)>);
+pub struct Application(Bound<Parts>);
+
+/// What the writer drains with: the queue, the database, the masker, the tuning.
+type Parts = (Arc<dyn Queue>, Arc<dyn Sink>, Masker, Tuning);
 
 impl Application {
     /// What `sluice-writer serve` runs: the masker, the queue (answering)
