@@ -171,8 +171,14 @@ impl FromStr for LogFormat {
 pub enum StartError {
     #[error("{0}")]
     Config(#[from] ConfigError),
-    #[error("QUEUE_URL: cannot reach the queue at {url}: {reason}")]
-    Queue { url: String, reason: String },
+    /// `doing` says what failed: "reach the queue", "open the queue and
+    /// its dead-letter queue", ….
+    #[error("QUEUE_URL: cannot {doing} at {url}: {reason}")]
+    Queue {
+        doing: &'static str,
+        url: String,
+        reason: String,
+    },
     /// Already says which database, never its password.
     #[error("DATABASE_URL: {0}")]
     Database(String),
@@ -185,6 +191,19 @@ pub enum StartError {
 }
 
 impl StartError {
+    /// For `map_err`: the queue at `url` could not be `doing`'s object.
+    pub fn queue<E: std::fmt::Display>(
+        doing: &'static str,
+        url: &impl std::fmt::Display,
+    ) -> impl FnOnce(E) -> Self {
+        let url = url.to_string();
+        move |e| Self::Queue {
+            doing,
+            url,
+            reason: e.to_string(),
+        }
+    }
+
     pub fn listen(variable: &'static str, addr: SocketAddr, e: &std::io::Error) -> Self {
         Self::Listen {
             variable,
@@ -296,12 +315,6 @@ fn dotenv_file() -> Result<(), String> {
     }
 }
 
-/// Reads an optional variable from the process environment (after `.env`),
-/// for the few readers outside a service's loader.
-pub fn env_var(name: &str) -> Option<String> {
-    Env::process().var(name)
-}
-
 /// What every service reads: how it logs, and where it listens.
 #[derive(Debug, Clone, Copy)]
 pub struct Service {
@@ -309,6 +322,8 @@ pub struct Service {
     pub log_format: LogFormat,
     /// The service's `*_ADDR`.
     pub addr: SocketAddr,
+    /// Which variable that is, for the error when it cannot be bound.
+    pub addr_variable: &'static str,
 }
 
 impl Service {
@@ -321,7 +336,42 @@ impl Service {
         Ok(Self {
             log_format: log_format(env)?,
             addr: listen_addr(env, addr_variable, default)?,
+            addr_variable,
         })
+    }
+
+    /// For `map_err` on binding [`Service::addr`]: one line naming the
+    /// variable and the address.
+    pub fn cannot_listen(&self) -> impl FnOnce(std::io::Error) -> StartError {
+        let Self {
+            addr,
+            addr_variable,
+            ..
+        } = *self;
+        move |e| StartError::listen(addr_variable, addr, &e)
+    }
+}
+
+/// A service ready to run: its listener bound, and the `parts` it runs on
+/// (its queue, settings, …). What each service's `Application` is, so that
+/// binding and reporting the address are written once.
+pub struct Bound<T> {
+    pub listener: tokio::net::TcpListener,
+    pub parts: T,
+}
+
+impl<T> Bound<T> {
+    pub async fn bind(addr: SocketAddr, parts: T) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(Self { listener, parts })
+    }
+
+    /// The address bound to (`127.0.0.1:0` in the unlikely case the OS
+    /// cannot say): what tests bound to port 0 connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 }
 
@@ -372,8 +422,9 @@ pub fn queue_url(env: &Env) -> Result<Option<QueueUrl>, ConfigError> {
         .transpose()
 }
 
-/// `QUEUE_URL` for what needs a queue: refused when unset.
-pub fn require_queue_url(url: Option<&QueueUrl>) -> Result<&QueueUrl, ConfigError> {
+/// `QUEUE_URL` (or the queue's settings) for what needs a queue: refused
+/// when unset.
+pub fn require_queue_url<T>(url: Option<T>) -> Result<T, ConfigError> {
     url.ok_or_else(|| ConfigError::new("QUEUE_URL", format!("is not set; {QUEUE_URL_EXPECTED}")))
 }
 

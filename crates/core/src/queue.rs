@@ -13,13 +13,78 @@ pub mod sqlite;
 pub mod sqs;
 pub mod sqs_error;
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::{QueueUrl, StartError};
+use crate::config::{ConfigError, Env, QueueUrl, StartError};
 pub use sqs_error::SqsErrorKind;
+
+/// Where the queue is and how to reach it: read and checked once by a
+/// service's loader ([`QueueSettings::load`]), then handed to [`connect`],
+/// [`setup`] and [`dead_letter::open`], which read nothing themselves.
+#[derive(Debug, Clone)]
+pub enum QueueSettings {
+    /// An SQS queue, with the endpoint, region and credentials to reach it.
+    Sqs(sqs::SqsSettings),
+    /// An embedded queue file, with how far it may grow.
+    Embedded {
+        path: PathBuf,
+        limits: sqlite::Limits,
+    },
+}
+
+impl QueueSettings {
+    /// The queue `url` names, and what reaching it takes from `env`. The
+    /// embedded queue's limits (`QUEUE_MAX_BYTES`, `QUEUE_MIN_FREE_BYTES`)
+    /// are checked whatever the queue, so a bad size always stops the
+    /// service with one line naming it.
+    pub fn load(env: &Env, url: &QueueUrl) -> Result<Self, ConfigError> {
+        let limits = sqlite::Limits::load(env)?;
+        Ok(match url {
+            QueueUrl::Sqs(url) => Self::Sqs(sqs::SqsSettings::load(env, url.clone())),
+            QueueUrl::Sqlite(path) => Self::Embedded {
+                path: path.clone(),
+                limits,
+            },
+        })
+    }
+
+    /// The URL these settings were loaded for.
+    pub fn url(&self) -> QueueUrl {
+        match self {
+            Self::Sqs(sqs) => QueueUrl::Sqs(sqs.queue_url.clone()),
+            Self::Embedded { path, .. } => QueueUrl::Sqlite(path.clone()),
+        }
+    }
+}
+
+/// The queue `url` names with nothing else set: SQS reached as its URL
+/// says, an embedded queue with the default limits. For tests and tools.
+impl From<QueueUrl> for QueueSettings {
+    fn from(url: QueueUrl) -> Self {
+        match url {
+            QueueUrl::Sqs(queue_url) => Self::Sqs(sqs::SqsSettings {
+                queue_url,
+                ..sqs::SqsSettings::default()
+            }),
+            QueueUrl::Sqlite(path) => Self::Embedded {
+                path,
+                limits: sqlite::Limits::default(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for QueueSettings {
+    /// The URL, as [`QueueUrl`] shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.url().fmt(f)
+    }
+}
 
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,17 +191,15 @@ pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// embedded queue keeps too).
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// What [`Queue::receive`] returns.
+pub type Received = Result<Vec<QueueMessage>, QueueError>;
+
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
     /// Sends up to ten bodies in one call.
     async fn send_batch(&self, bodies: &[String]) -> Result<SendOutcome, QueueError>;
     /// Long-polls for up to `max` (≤ 10) messages, hiding them for `visibility`.
-    async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, QueueError>;
+    async fn receive(&self, max: usize, wait: Duration, visibility: Duration) -> Received;
     /// Deletes up to ten messages by receipt handle.
     async fn delete_batch(
         &self,
@@ -179,35 +242,30 @@ pub async fn check_answers(queue: &dyn Queue, within: Duration) -> Result<(), St
 
 /// How a service starts on its queue: [`connect`], then [`check_answers`],
 /// so a wrong URL fails at start rather than on the first request.
-pub async fn connect_checked(url: &QueueUrl) -> Result<Arc<dyn Queue>, StartError> {
-    let queue = connect(url).await.map_err(|e| StartError::Queue {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
+pub async fn connect_checked(settings: &QueueSettings) -> Result<Arc<dyn Queue>, StartError> {
+    let queue = connect(settings)
+        .await
+        .map_err(StartError::queue("reach the queue", settings))?;
     check_answers(queue.as_ref(), STARTUP_CHECK)
         .await
-        .map_err(|reason| StartError::Queue {
-            url: queue.describe(),
-            reason,
-        })?;
+        .map_err(StartError::queue("reach the queue", &queue.describe()))?;
     Ok(queue)
 }
 
-/// Connects to the queue a QUEUE_URL names (SQS or embedded); does not create
-/// anything in SQS. An SQS endpoint that does not answer the queue-name
-/// lookup within [`STARTUP_CHECK`] is an error saying so. An embedded queue file that does not exist yet is created
-/// with its schema (redrive after [`sqlite::DEFAULT_MAX_RECEIVE_COUNT`]
-/// receives), so a first run on one machine works without `setup`.
-pub async fn connect(url: &QueueUrl) -> Result<Arc<dyn Queue>, QueueError> {
-    match url {
-        QueueUrl::Sqs(url) => {
-            let settings = sqs::SqsSettings::from_env(url.clone());
-            let queue = sqs::SqsQueue::connect_within(&settings, STARTUP_CHECK).await?;
+/// Connects to the queue the settings name (SQS or embedded); does not
+/// create anything in SQS. An SQS endpoint that does not answer the
+/// queue-name lookup within [`STARTUP_CHECK`] is an error saying so. An
+/// embedded queue file that does not exist yet is created with its schema
+/// (redrive after [`sqlite::DEFAULT_MAX_RECEIVE_COUNT`] receives), so a
+/// first run on one machine works without `setup`.
+pub async fn connect(settings: &QueueSettings) -> Result<Arc<dyn Queue>, QueueError> {
+    match settings {
+        QueueSettings::Sqs(sqs) => {
+            let queue = sqs::SqsQueue::connect_within(sqs, STARTUP_CHECK).await?;
             Ok(Arc::new(queue))
         }
-        QueueUrl::Sqlite(path) => {
-            let path = path.clone();
-            let limits = embedded_limits()?;
+        QueueSettings::Embedded { path, limits } => {
+            let (path, limits) = (path.clone(), *limits);
             let queue =
                 spawn_blocking(move || sqlite::SqliteQueue::open_with(path, limits)).await?;
             Ok(Arc::new(queue))
@@ -219,28 +277,26 @@ pub async fn connect(url: &QueueUrl) -> Result<Arc<dyn Queue>, QueueError> {
 /// `max_receive_count` receives) when missing; idempotent. Returns the queue
 /// and a description of the dead-letter queue for the log.
 pub async fn setup(
-    url: &QueueUrl,
+    settings: &QueueSettings,
     max_receive_count: u32,
     visibility: Duration,
 ) -> Result<(Arc<dyn Queue>, String), QueueError> {
-    match url {
-        QueueUrl::Sqs(url) => {
-            let settings = sqs::SqsSettings::from_env(url.clone());
-            let client = sqs::client(&settings).await;
+    match settings {
+        QueueSettings::Sqs(sqs) => {
+            let client = sqs::client(sqs).await;
             let (queue, dlq) = sqs::SqsQueue::ensure_with_dead_letter_queue(
                 &client,
-                url,
+                &sqs.queue_url,
                 max_receive_count,
                 visibility,
             )
             .await?;
             Ok((Arc::new(queue), dlq))
         }
-        QueueUrl::Sqlite(path) => {
+        QueueSettings::Embedded { path, limits } => {
             // The visibility timeout is given with every receive; the embedded
             // queue keeps no default of its own.
-            let path = path.clone();
-            let limits = embedded_limits()?;
+            let (path, limits) = (path.clone(), *limits);
             let queue = spawn_blocking(move || {
                 let queue = sqlite::SqliteQueue::open_with(path, limits)?;
                 queue.set_max_receive_count(max_receive_count)?;
@@ -254,11 +310,6 @@ pub async fn setup(
             Ok((Arc::new(queue), dlq))
         }
     }
-}
-
-/// `QUEUE_MAX_BYTES` and `QUEUE_MIN_FREE_BYTES`, for the embedded queue.
-fn embedded_limits() -> Result<sqlite::Limits, QueueError> {
-    sqlite::Limits::from_env().map_err(|e| QueueError::new(None, e.to_string()))
 }
 
 /// Runs blocking SQLite work off the async threads.

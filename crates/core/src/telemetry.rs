@@ -32,6 +32,67 @@ pub const LAG_BUCKETS: &[f64] = &[
     7200.0, 21600.0, 86400.0,
 ];
 
+/// What kind of metric a name is, for its `# HELP` and `# TYPE` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric: its name, kind and help text.
+pub type Metric = (&'static str, Kind, &'static str);
+
+/// Declares a service's metrics. First, `zeroed:` the counters exported
+/// at 0 from the start: the counter, its label, and the label's values.
+/// Then the metrics, one line each: the kind, the constant holding the
+/// name, the name; the doc comment above each is its `# HELP` text, so a
+/// name and its description are written once, together. Makes `METRICS`,
+/// and `describe()`, which the service calls once at start ([`describe`]).
+#[macro_export]
+macro_rules! declare_metrics {
+    (
+        zeroed: $($counter:ident $label:literal [$($value:literal),* $(,)?]),*;
+        $($(#[doc = $help:literal])+ $kind:ident $name:ident = $metric:literal;)*
+    ) => {
+        $(
+            $(#[doc = $help])+
+            pub const $name: &str = $metric;
+        )*
+        /// Every metric above: name, kind, help.
+        pub const METRICS: &[$crate::telemetry::Metric] = &[
+            $(($name, $crate::telemetry::Kind::$kind, concat!($($help),+)),)*
+        ];
+        /// Installs the Prometheus recorder (if not yet), gives every
+        /// metric its help text, and exports the error counters at 0.
+        pub fn describe() {
+            $crate::telemetry::describe(METRICS, &[$(($counter, $label, &[$($value),*])),*]);
+        }
+    };
+}
+
+/// Installs the recorder first (if not yet: a description given before it
+/// exists goes nowhere), then gives every metric its help text, and exports
+/// each `(counter, label, values)` of `zeroed` at 0 from the start, so that
+/// dashboards and alerts find them and `rate()` sees the first failure.
+pub fn describe(metrics: &[Metric], zeroed: &[(&'static str, &'static str, &[&'static str])]) {
+    let _ = metrics_handle();
+    for &(name, kind, help) in metrics {
+        // A doc comment's lines each begin with a space.
+        let help = help.trim();
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+    for &(name, label, values) in zeroed {
+        for &value in values {
+            metrics::counter!(name, label => value).increment(0);
+        }
+    }
+}
+
 /// Installs the global Prometheus recorder, or returns the installed one's
 /// handle (tests build several apps in one process).
 pub fn metrics_handle() -> PrometheusHandle {

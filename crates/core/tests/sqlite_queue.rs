@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_core::config::QueueUrl;
 use sluice_core::queue::sqlite::{MAX_MESSAGE_BYTES, SqliteQueue};
-use sluice_core::queue::{self, Queue, QueueCounts, QueueMessage};
+use sluice_core::queue::{self, Queue, QueueCounts, QueueMessage, QueueSettings};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -364,7 +364,7 @@ async fn the_file_is_private_to_its_owner() {
 async fn connect_and_setup_through_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.db");
-    let url = QueueUrl::Sqlite(path.clone());
+    let url = QueueSettings::from(QueueUrl::Sqlite(path.clone()));
     // A first run needs no setup: connect creates the file and its schema.
     let queue = queue::connect(&url).await.unwrap();
     assert_eq!(queue.counts().await.unwrap(), QueueCounts::default());
@@ -418,14 +418,14 @@ async fn files_that_are_not_queues_are_refused_by_name() {
     }
     let err = SqliteQueue::open(&other).unwrap_err().to_string();
     assert!(err.contains("not a Sluice queue"), "{err}");
-    let err = queue::connect(&QueueUrl::Sqlite(missing))
+    let err = queue::connect(&QueueUrl::Sqlite(missing).into())
         .await
         .err()
         .unwrap();
     assert!(err.to_string().contains("garbage.db"), "{err}");
     // A missing folder, though, is a first run: it is made.
     let fresh_path = dir.path().join("data").join("q.db");
-    let queue = queue::connect(&QueueUrl::Sqlite(fresh_path.clone()))
+    let queue = queue::connect(&QueueUrl::Sqlite(fresh_path.clone()).into())
         .await
         .unwrap();
     assert_eq!(queue.counts().await.unwrap(), QueueCounts::default());

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use sluice_core::config::{self, ConfigError, Env, QueueUrl, Service, require_queue_url};
+use sluice_core::config::{self, ConfigError, Env, Service, require_queue_url};
+use sluice_core::queue::QueueSettings;
 
 use crate::auth::Token;
 use crate::batcher::BatchSettings;
@@ -20,26 +21,21 @@ use sluice_core::queue::MAX_MESSAGE_BYTES;
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 /// Everything `sluice-ingest` reads: `LOG_FORMAT` and `INGEST_ADDR`, the
-/// queue accepted events go to, and how the service behaves.
+/// queue accepted events go to (and how to reach it), and how the service
+/// behaves.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub service: Service,
-    pub queue_url: QueueUrl,
+    pub queue: QueueSettings,
     pub settings: Settings,
 }
 
 impl Config {
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
-        let service = Service::load(env, "INGEST_ADDR", DEFAULT_ADDR)?;
-        let settings = Settings::load(env)?;
-        // Read again when the embedded queue opens; checked here so a bad
-        // size stops the service with one line naming it.
-        sluice_core::queue::sqlite::Limits::load(env)?;
-        let queue_url = require_queue_url(config::queue_url(env)?.as_ref())?.clone();
         Ok(Self {
-            service,
-            queue_url,
-            settings,
+            service: Service::load(env, "INGEST_ADDR", DEFAULT_ADDR)?,
+            settings: Settings::load(env)?,
+            queue: QueueSettings::load(env, require_queue_url(config::queue_url(env)?.as_ref())?)?,
         })
     }
 }
@@ -189,6 +185,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::config::QueueUrl;
 
     #[test]
     fn defaults_are_valid() {
@@ -209,7 +206,7 @@ mod tests {
             ("INGEST_LINGER_MS", "7"),
         ])
         .unwrap();
-        assert_eq!(config.queue_url, QueueUrl::Sqlite("/tmp/q.db".into()));
+        assert_eq!(config.queue.url(), QueueUrl::Sqlite("/tmp/q.db".into()));
         assert_eq!(config.service.addr.to_string(), DEFAULT_ADDR);
         assert_eq!(config.settings.max_body, 1024 * 1024);
         assert_eq!(config.settings.batch.linger, Duration::from_millis(7));
@@ -240,6 +237,7 @@ mod tests {
                 "INGEST_MAX_LINGER_MS",
             ),
             (vec![queue, ("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (vec![queue, ("QUEUE_MAX_BYTES", "lots")], "QUEUE_MAX_BYTES"),
         ] {
             let err = load(&pairs).unwrap_err();
             assert_eq!(err.variable, variable, "{pairs:?}");

@@ -7,63 +7,30 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
-pub const REQUESTS: &str = "sluice_ingest_requests_total";
-pub const REQUEST_SECONDS: &str = "sluice_ingest_request_seconds";
-pub const EVENTS_ACCEPTED: &str = "sluice_ingest_events_accepted_total";
-pub const MESSAGES_SENT: &str = "sluice_ingest_messages_sent_total";
-pub const JSON_BYTES_SENT: &str = "sluice_ingest_json_bytes_sent_total";
-pub const ENCODED_BYTES_SENT: &str = "sluice_ingest_encoded_bytes_sent_total";
-pub const EVENTS_PER_MESSAGE: &str = "sluice_ingest_message_kiloevents";
-pub const SQS_CALLS: &str = "sluice_ingest_sqs_calls_total";
-pub const SQS_CALL_SECONDS: &str = "sluice_ingest_sqs_call_seconds";
-pub const QUEUE_ERRORS: &str = "sluice_ingest_queue_errors_total";
-
-/// Help texts, once at start. Installs the recorder first (if not yet):
-/// a description given before it exists goes nowhere.
-pub fn describe() {
-    let _ = sluice_core::telemetry::metrics_handle();
-    metrics::describe_counter!(REQUESTS, "POST /events requests by HTTP status");
-    metrics::describe_histogram!(REQUEST_SECONDS, "POST /events time to answer, seconds");
-    metrics::describe_counter!(EVENTS_ACCEPTED, "events answered 202 (in the queue)");
-    metrics::describe_counter!(MESSAGES_SENT, "envelope messages the queue acknowledged");
-    metrics::describe_counter!(
-        JSON_BYTES_SENT,
-        "envelope JSON bytes acknowledged, before compression"
-    );
-    metrics::describe_counter!(
-        ENCODED_BYTES_SENT,
-        "message body bytes acknowledged, after gzip and base64"
-    );
-    metrics::describe_histogram!(
-        EVENTS_PER_MESSAGE,
-        "events per acknowledged message, in thousands (0.1 = 100 events)"
-    );
-    metrics::describe_counter!(SQS_CALLS, "SendMessageBatch calls by outcome");
-    metrics::describe_histogram!(
-        SQS_CALL_SECONDS,
-        "SendMessageBatch latency by outcome, seconds"
-    );
-    metrics::describe_counter!(
-        QUEUE_ERRORS,
-        "queue failures by kind (each is retried or answered 503)"
-    );
-    // Exported at 0 from the start, so dashboards and alerts find them and
-    // `rate()` sees the first failure.
-    for kind in QUEUE_ERROR_KINDS {
-        metrics::counter!(QUEUE_ERRORS, "kind" => kind).increment(0);
-    }
+sluice_core::declare_metrics! {
+    // Every kind [`queue_error`] counts.
+    zeroed: QUEUE_ERRORS "kind" ["entry_failed", "call_failed", "call_timeout", "call_too_large", "message_too_large", "queue_full", "deadline"];
+    /// POST /events requests by HTTP status
+    Counter REQUESTS = "sluice_ingest_requests_total";
+    /// POST /events time to answer, seconds
+    Histogram REQUEST_SECONDS = "sluice_ingest_request_seconds";
+    /// events answered 202 (in the queue)
+    Counter EVENTS_ACCEPTED = "sluice_ingest_events_accepted_total";
+    /// envelope messages the queue acknowledged
+    Counter MESSAGES_SENT = "sluice_ingest_messages_sent_total";
+    /// envelope JSON bytes acknowledged, before compression
+    Counter JSON_BYTES_SENT = "sluice_ingest_json_bytes_sent_total";
+    /// message body bytes acknowledged, after gzip and base64
+    Counter ENCODED_BYTES_SENT = "sluice_ingest_encoded_bytes_sent_total";
+    /// events per acknowledged message, in thousands (0.1 = 100 events)
+    Histogram EVENTS_PER_MESSAGE = "sluice_ingest_message_kiloevents";
+    /// SendMessageBatch calls by outcome
+    Counter SQS_CALLS = "sluice_ingest_sqs_calls_total";
+    /// SendMessageBatch latency by outcome, seconds
+    Histogram SQS_CALL_SECONDS = "sluice_ingest_sqs_call_seconds";
+    /// queue failures by kind (each is retried or answered 503)
+    Counter QUEUE_ERRORS = "sluice_ingest_queue_errors_total";
 }
-
-/// Every kind [`queue_error`] counts.
-const QUEUE_ERROR_KINDS: [&str; 7] = [
-    "entry_failed",
-    "call_failed",
-    "call_timeout",
-    "call_too_large",
-    "message_too_large",
-    "queue_full",
-    "deadline",
-];
 
 /// One answered POST /events.
 pub fn request(status: StatusCode, elapsed: Duration) {

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use sluice_core::config::Bound;
 pub use sluice_core::config::StartError;
 use sluice_core::queue::{self, Queue};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -57,21 +57,18 @@ pub fn service(queue: Arc<dyn Queue>, settings: &Settings, shutdown: Cancellatio
     }
 }
 
-pub struct Application {
-    listener: TcpListener,
-    queue: Arc<dyn Queue>,
-    settings: Settings,
-}
+/// The listener bound, with the queue and settings it serves with.
+pub struct Application(Bound<(Arc<dyn Queue>, Settings)>);
 
 impl Application {
     /// What `sluice-ingest` runs: the queue `config` names, connected and
     /// answering, and the listener bound.
     pub async fn connect(config: Config) -> Result<Self, StartError> {
-        let queue = queue::connect_checked(&config.queue_url).await?;
-        let addr = config.service.addr;
-        Self::build(addr, queue, config.settings)
+        let queue = queue::connect_checked(&config.queue).await?;
+        let service = config.service;
+        Self::build(service.addr, queue, config.settings)
             .await
-            .map_err(|e| StartError::listen("INGEST_ADDR", addr, &e))
+            .map_err(service.cannot_listen())
     }
 
     /// Binds the listener; the queue is already connected.
@@ -80,18 +77,11 @@ impl Application {
         queue: Arc<dyn Queue>,
         settings: Settings,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        Ok(Self {
-            listener,
-            queue,
-            settings,
-        })
+        Bound::bind(addr, (queue, settings)).await.map(Self)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.0.local_addr()
     }
 
     /// Serves until `shutdown` fires; then stops accepting, answers the
@@ -99,22 +89,25 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) {
         metrics::describe();
         let addr = self.local_addr();
-        let settings = self.settings;
+        let Bound {
+            listener,
+            parts: (queue, settings),
+        } = self.0;
         let Service {
             router,
             close,
             batching,
-        } = service(Arc::clone(&self.queue), &settings, shutdown.clone());
+        } = service(Arc::clone(&queue), &settings, shutdown.clone());
         tracing::info!(
             addr = %addr,
-            queue = %self.queue.describe(),
+            queue = %queue.describe(),
             max_message_bytes = settings.batch.max_message_bytes,
             linger_ms = settings.batch.linger.as_millis() as u64,
             auth = settings.token.is_some(),
             "ingest listening"
         );
         let began = serve(
-            self.listener,
+            listener,
             router,
             shutdown,
             settings.request_timeout,

@@ -35,6 +35,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{RequestExt, Service};
 use sluice_core::config::{self, ConfigError, Env, LogFormat, QueueUrl, require_queue_url};
 use sluice_core::queue::Queue;
+use sluice_core::queue::sqs::SqsSettings;
 use sluice_ingest::configuration::Settings;
 use sluice_ingest::startup;
 use tokio_util::sync::CancellationToken;
@@ -54,8 +55,9 @@ pub fn no_linger_unless_set(settings: &mut Settings, linger_set: bool, max_linge
 /// Everything the function reads from its environment, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `QUEUE_URL`: an SQS queue (an embedded queue file has no meaning on Lambda).
-    pub queue_url: String,
+    /// `QUEUE_URL`: an SQS queue (an embedded queue file has no meaning on
+    /// Lambda), and how to reach it.
+    pub queue: SqsSettings,
     pub settings: Settings,
     pub log_format: LogFormat,
 }
@@ -66,8 +68,8 @@ impl Config {
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
         let log_format = config::log_format(env)?;
         let mut settings = Settings::load(env)?;
-        let queue_url = match require_queue_url(config::queue_url(env)?.as_ref())? {
-            QueueUrl::Sqs(url) => url.clone(),
+        let queue = match require_queue_url(config::queue_url(env)?.as_ref())? {
+            QueueUrl::Sqs(url) => SqsSettings::load(env, url.clone()),
             QueueUrl::Sqlite(_) => {
                 return Err(ConfigError::new(
                     "QUEUE_URL",
@@ -81,7 +83,7 @@ impl Config {
             env.is_set("INGEST_MAX_LINGER_MS"),
         );
         Ok(Self {
-            queue_url,
+            queue,
             settings,
             log_format,
         })
@@ -95,8 +97,15 @@ mod tests {
     #[test]
     fn loads_from_a_list_with_lambdas_defaults() {
         let sqs = "https://sqs.eu-west-1.amazonaws.com/123456789012/q";
-        let config = Config::load(&Env::from_pairs([("QUEUE_URL", sqs)])).unwrap();
-        assert_eq!(config.queue_url, sqs);
+        let config = Config::load(&Env::from_pairs([
+            ("QUEUE_URL", sqs),
+            ("AWS_ACCESS_KEY_ID", "id"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cret"),
+        ]))
+        .unwrap();
+        assert_eq!(config.queue.queue_url, sqs);
+        assert!(config.queue.credentials.is_some());
+        assert!(!format!("{config:?}").contains("s3cret"));
         assert_eq!(config.settings.batch.linger, Duration::ZERO);
         assert_eq!(config.settings.batch.max_linger, Duration::ZERO);
         let config = Config::load(&Env::from_pairs([

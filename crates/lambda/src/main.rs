@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sluice_core::config::{Env, refuse, start};
 use sluice_core::queue::Queue;
-use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
+use sluice_core::queue::sqs::SqsQueue;
 use sluice_core::telemetry;
 use sluice_ingest_lambda::{Config, app};
 
@@ -35,7 +35,7 @@ async fn run() -> ExitCode {
     sluice_ingest::metrics::describe();
     // On an AWS queue URL this makes no call, so sqs:SendMessage is all the
     // function's role needs.
-    let queue = SqsQueue::connect(&SqsSettings::from_env(config.queue_url.clone())).await;
+    let queue = SqsQueue::connect(&config.queue).await;
     tracing::info!(
         queue = %queue.describe(),
         max_message_bytes = config.settings.batch.max_message_bytes,

@@ -10,15 +10,14 @@
 use std::sync::Arc;
 
 use clap::Args;
-use sluice_core::config::StartError;
-use sluice_core::config::{ConfigError, DatabaseUrl, Env, QueueUrl};
+use sluice_core::config::{ConfigError, DatabaseUrl, Env, StartError};
 use sluice_core::key_file;
 use sluice_core::masking::Masker;
+use sluice_core::queue::QueueSettings;
 use sluice_core::{queue, shutdown, telemetry};
 use sluice_ingest::configuration::Config as IngestConfig;
 use sluice_writer::configuration::{Config as WriterConfig, PiiSettings};
 use sluice_writer::startup::connect_sink;
-use thiserror::Error;
 
 /// Where a first run keeps everything when `.env` says nothing.
 const DEFAULT_QUEUE_URL: &str = "sqlite://data/queue.db";
@@ -63,24 +62,14 @@ impl UpArgs {
     }
 }
 
-#[derive(Debug, Error)]
-pub enum UpError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("QUEUE_URL: cannot open the queue at {url}: {reason}")]
-    Queue { url: String, reason: String },
-    #[error("{0}")]
-    Start(#[from] StartError),
-}
-
-pub async fn run(args: UpArgs) -> Result<(), UpError> {
+pub async fn run(args: UpArgs) -> Result<(), StartError> {
     // Every setting is checked before anything is created or connected:
     // each half loads its own, from the same environment.
     let env = args.over(Env::process());
     let ingest_config = IngestConfig::load(&env)?;
     let writer_config = WriterConfig::load(&env)?;
     telemetry::init_logging(writer_config.service.log_format);
-    let queue_url = ingest_config.queue_url.clone();
+    let queue_settings = ingest_config.queue.clone();
     let database_url = writer_config.database_url()?.clone();
     let tuning = writer_config.tuning.clone();
     let masker = masker(&writer_config.pii)?;
@@ -92,45 +81,42 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         // The embedded queue keeps the redrive rule stored in it (by
         // `sluice-writer setup`) unless WRITER_MAX_RECEIVE_COUNT is given; an
         // SQS queue is created when missing, as `setup` does.
-        let queue =
-            if matches!(queue_url, QueueUrl::Sqlite(_)) && tuning.max_receive_count.is_none() {
-                queue::connect(&queue_url).await
-            } else {
-                queue::setup(&queue_url, tuning.receive_count(), tuning.visibility)
-                    .await
-                    .map(|(queue, _)| queue)
-            }
-            .map_err(|e| UpError::Queue {
-                url: queue_url.to_string(),
-                reason: e.to_string(),
-            })?;
+        let embedded = matches!(queue_settings, QueueSettings::Embedded { .. });
+        let queue = if embedded && tuning.max_receive_count.is_none() {
+            queue::connect(&queue_settings).await
+        } else {
+            queue::setup(&queue_settings, tuning.receive_count(), tuning.visibility)
+                .await
+                .map(|(queue, _)| queue)
+        }
+        .map_err(StartError::queue("open the queue", &queue_settings))?;
         let sink = connect_sink(&database_url, &tuning).await?;
-        Ok::<_, UpError>((queue, sink))
+        Ok::<_, StartError>((queue, sink))
     };
     let (queue, sink) = tokio::select! {
         prepared = prepared => prepared?,
         () = shutdown.cancelled() => return Ok(()),
     };
 
-    let writer_addr = writer_config.service.addr;
+    let service = writer_config.service;
     let writer = sluice_writer::startup::Application::build(
-        writer_addr,
+        service.addr,
         Arc::clone(&queue),
         sink,
         masker,
         tuning,
     )
     .await
-    .map_err(|e| StartError::listen("WRITER_ADDR", writer_addr, &e))?;
-    let ingest_addr = ingest_config.service.addr;
+    .map_err(service.cannot_listen())?;
+    let service = ingest_config.service;
     let ingest =
-        sluice_ingest::startup::Application::build(ingest_addr, queue, ingest_config.settings)
+        sluice_ingest::startup::Application::build(service.addr, queue, ingest_config.settings)
             .await
-            .map_err(|e| StartError::listen("INGEST_ADDR", ingest_addr, &e))?;
+            .map_err(service.cannot_listen())?;
     tracing::info!(
         ingest = %format!("http://{}/events", ingest.local_addr()),
         writer = %format!("http://{}/readyz", writer.local_addr()),
-        queue = %queue_url,
+        queue = %queue_settings,
         database = %describe(&database_url),
         "sluice is up; Ctrl-C stops it"
     );

@@ -127,14 +127,11 @@ async fn migrate(config: &Config) -> Result<(), RunError> {
 
 async fn setup(config: &Config) -> Result<(), RunError> {
     let database = config.database_url()?;
-    let url = config.queue_url()?;
+    let settings = config.queue()?;
     let count = config.tuning.receive_count();
-    let (queue, dlq) = queue::setup(url, count, config.tuning.visibility)
+    let (queue, dlq) = queue::setup(settings, count, config.tuning.visibility)
         .await
-        .map_err(|e| StartError::Queue {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(StartError::queue("reach the queue", settings))?;
     tracing::info!(queue = %queue.describe(), dead_letter_queue = %dlq, max_receive_count = count, "queue ready");
     connect_sink(database, &config.tuning).await?;
     tracing::info!("migrations applied");

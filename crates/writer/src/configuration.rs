@@ -20,7 +20,9 @@ use sluice_core::config::{
 use sluice_core::idempotency::DEFAULT_RETENTION_HOURS;
 use sluice_core::key_file;
 use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
+use sluice_core::queue::QueueSettings;
 pub use sluice_core::queue::sqlite::DEFAULT_MAX_RECEIVE_COUNT;
+use sluice_core::queue::sqlite::Limits;
 
 /// `WRITER_ADDR`'s default.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9090";
@@ -30,8 +32,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:9090";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub service: Service,
-    /// `QUEUE_URL`, when set ([`Config::queue_url`] requires it).
-    pub queue_url: Option<QueueUrl>,
+    /// `QUEUE_URL` and how to reach it, when set ([`Config::queue`] requires it).
+    pub queue: Option<QueueSettings>,
     /// `DATABASE_URL`, when set ([`Config::database_url`] requires it).
     pub database_url: Option<DatabaseUrl>,
     pub pii: PiiSettings,
@@ -48,22 +50,24 @@ impl Config {
             .transpose()?;
         refuse_one_file_for_both(queue_url.as_ref(), database_url.as_ref())?;
         let tuning = Tuning::load(env, queue_url.as_ref())?;
-        // Read again when the embedded queue opens; checked here so a bad
-        // size stops the writer with one line naming it.
-        sluice_core::queue::sqlite::Limits::load(env)?;
-        let pii = PiiSettings::load(env)?;
+        let queue = match &queue_url {
+            Some(url) => Some(QueueSettings::load(env, url)?),
+            // Checked all the same: a bad size stops the writer with one
+            // line naming it, whatever the subcommand.
+            None => Limits::load(env).map(|_| None)?,
+        };
         Ok(Self {
             service,
-            queue_url,
+            queue,
             database_url,
-            pii,
+            pii: PiiSettings::load(env)?,
             tuning,
         })
     }
 
-    /// `QUEUE_URL`, for what needs the queue.
-    pub fn queue_url(&self) -> Result<&QueueUrl, ConfigError> {
-        require_queue_url(self.queue_url.as_ref())
+    /// `QUEUE_URL` and how to reach it, for what needs the queue.
+    pub fn queue(&self) -> Result<&QueueSettings, ConfigError> {
+        require_queue_url(self.queue.as_ref())
     }
 
     /// `DATABASE_URL`, for what needs the database.
@@ -391,6 +395,7 @@ mod tests {
             (vec![("PII_OLD_KEYS", "s3cret")], "PII_OLD_KEYS"),
             (vec![("WRITER_ADDR", "nowhere")], "WRITER_ADDR"),
             (vec![("WRITER_CONSUMERS", "0")], "WRITER_CONSUMERS"),
+            (vec![("QUEUE_MIN_FREE_BYTES", "-1")], "QUEUE_MIN_FREE_BYTES"),
             (
                 vec![("WRITER_VISIBILITY_TIMEOUT_SECS", "1")],
                 "WRITER_VISIBILITY_TIMEOUT_SECS",
@@ -409,7 +414,7 @@ mod tests {
             assert!(!line.contains('\n') && !line.contains("s3cret"), "{line}");
         }
         let config = load(&[]).unwrap();
-        assert_eq!(config.queue_url().unwrap_err().variable, "QUEUE_URL");
+        assert_eq!(config.queue().unwrap_err().variable, "QUEUE_URL");
         assert_eq!(config.database_url().unwrap_err().variable, "DATABASE_URL");
         assert_eq!(config.pii.masker().unwrap_err().variable, "PII_KEY");
     }

@@ -1,92 +1,43 @@
 //! The writer's metrics, named and described in one place.
 //!
 //! Labels are fixed vocabularies (table names, error kinds), never values
-//! from records. [`describe`] gives every metric its `# HELP` text; it
-//! installs the recorder first, because a description given before then
-//! goes nowhere.
+//! from records. Each name is declared with its `# HELP` text (its doc
+//! comment); [`describe`] hands them to [`sluice_core::telemetry::describe`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_core::records::WriteOutcome;
 
-pub const MESSAGES_RECEIVED: &str = "sluice_writer_messages_received_total";
-pub const ROWS_WRITTEN: &str = "sluice_writer_rows_written_total";
-pub const REJECTED_RECORDS: &str = "sluice_writer_rejected_records_total";
-pub const DUPLICATE_MESSAGES: &str = "sluice_writer_duplicate_messages_total";
-pub const BATCH_COMMIT_SECONDS: &str = "sluice_writer_batch_commit_seconds";
-pub const BATCHES_COMMITTED: &str = "sluice_writer_batches_committed_total";
-pub const ERRORS: &str = "sluice_writer_errors_total";
-pub const MESSAGES_DELETED: &str = "sluice_writer_messages_deleted_total";
-pub const MESSAGES_RELEASED: &str = "sluice_writer_messages_released_total";
-pub const VISIBILITY_EXTENSIONS: &str = "sluice_writer_visibility_extensions_total";
-pub const LAG_SECONDS: &str = "sluice_writer_lag_seconds";
-pub const QUEUE_MESSAGES: &str = "sluice_writer_queue_messages";
-/// Refreshes of [`QUEUE_MESSAGES`] that failed (the gauges keep their last value).
-pub const QUEUE_DEPTH_ERRORS: &str = "sluice_writer_queue_depth_errors_total";
-
-/// Installs the Prometheus recorder (if not yet) and gives every metric its
-/// help text.
-pub fn describe() {
-    let _ = sluice_core::telemetry::metrics_handle();
-    metrics::describe_counter!(MESSAGES_RECEIVED, "messages received from the queue");
-    metrics::describe_counter!(
-        ROWS_WRITTEN,
-        "rows inserted, by table (rows already stored are not counted)"
-    );
-    metrics::describe_counter!(REJECTED_RECORDS, "rows inserted into rejected_records");
-    metrics::describe_counter!(
-        DUPLICATE_MESSAGES,
-        "messages skipped because their receipt was already committed"
-    );
-    metrics::describe_histogram!(
-        BATCH_COMMIT_SECONDS,
-        "time to write and commit one batch, seconds"
-    );
-    metrics::describe_counter!(BATCHES_COMMITTED, "batches committed");
-    metrics::describe_counter!(
-        ERRORS,
-        "failures by kind: queue_receive, queue_delete, queue_visibility, db_transient, db_permanent, decode_panic"
-    );
-    metrics::describe_counter!(
-        MESSAGES_DELETED,
-        "committed messages deleted from the queue"
-    );
-    metrics::describe_counter!(
-        MESSAGES_RELEASED,
-        "uncommitted messages made visible again at shutdown"
-    );
-    metrics::describe_counter!(
-        VISIBILITY_EXTENSIONS,
-        "visibility extensions of held messages"
-    );
-    metrics::describe_histogram!(
-        LAG_SECONDS,
-        "seconds from ingest accepting an envelope (its received_at) to its commit, per committed envelope"
-    );
-    metrics::describe_gauge!(
-        QUEUE_MESSAGES,
-        "messages in the queue by state (visible, in_flight, dead_letter), refreshed every WRITER_QUEUE_DEPTH_INTERVAL_SECS"
-    );
-    metrics::describe_counter!(
-        QUEUE_DEPTH_ERRORS,
-        "queue depth refreshes that failed (the gauges keep their last value)"
-    );
-    // Exported at 0 from the start, so dashboards and alerts find them and
-    // `rate()` sees the first failure.
-    for kind in ERROR_KINDS {
-        metrics::counter!(ERRORS, "kind" => kind).increment(0);
-    }
+sluice_core::declare_metrics! {
+    // Every kind [`error`] counts.
+    zeroed: ERRORS "kind" ["queue_receive", "queue_delete", "queue_visibility", "db_transient", "db_permanent", "decode_panic"];
+    /// messages received from the queue
+    Counter MESSAGES_RECEIVED = "sluice_writer_messages_received_total";
+    /// rows inserted, by table (rows already stored are not counted)
+    Counter ROWS_WRITTEN = "sluice_writer_rows_written_total";
+    /// rows inserted into rejected_records
+    Counter REJECTED_RECORDS = "sluice_writer_rejected_records_total";
+    /// messages skipped because their receipt was already committed
+    Counter DUPLICATE_MESSAGES = "sluice_writer_duplicate_messages_total";
+    /// time to write and commit one batch, seconds
+    Histogram BATCH_COMMIT_SECONDS = "sluice_writer_batch_commit_seconds";
+    /// batches committed
+    Counter BATCHES_COMMITTED = "sluice_writer_batches_committed_total";
+    /// failures by kind: queue_receive, queue_delete, queue_visibility, db_transient, db_permanent, decode_panic
+    Counter ERRORS = "sluice_writer_errors_total";
+    /// committed messages deleted from the queue
+    Counter MESSAGES_DELETED = "sluice_writer_messages_deleted_total";
+    /// uncommitted messages made visible again at shutdown
+    Counter MESSAGES_RELEASED = "sluice_writer_messages_released_total";
+    /// visibility extensions of held messages
+    Counter VISIBILITY_EXTENSIONS = "sluice_writer_visibility_extensions_total";
+    /// seconds from ingest accepting an envelope (its received_at) to its commit, per committed envelope
+    Histogram LAG_SECONDS = "sluice_writer_lag_seconds";
+    /// messages in the queue by state (visible, in_flight, dead_letter), refreshed every WRITER_QUEUE_DEPTH_INTERVAL_SECS
+    Gauge QUEUE_MESSAGES = "sluice_writer_queue_messages";
+    /// queue depth refreshes that failed (the gauges keep their last value)
+    Counter QUEUE_DEPTH_ERRORS = "sluice_writer_queue_depth_errors_total";
 }
-
-/// Every kind [`error`] counts.
-const ERROR_KINDS: [&str; 6] = [
-    "queue_receive",
-    "queue_delete",
-    "queue_visibility",
-    "db_transient",
-    "db_permanent",
-    "decode_panic",
-];
 
 /// One histogram sample per committed message that is an envelope written
 /// by ingest: its id is a UUID v7, minted in the same statement as the

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use sluice_core::backoff::Backoff;
 use sluice_core::classify::Classifier;
-use sluice_core::config::DatabaseUrl;
 pub use sluice_core::config::StartError;
+use sluice_core::config::{Bound, DatabaseUrl};
 use sluice_core::masking::Masker;
 use sluice_core::queue::{self, Queue};
 use sluice_core::sink::{self, Sink, SinkError};
 use sluice_core::telemetry;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -52,13 +51,12 @@ pub async fn connect_sink(url: &DatabaseUrl, tuning: &Tuning) -> Result<Arc<dyn 
     }
 }
 
-pub struct Application {
-    listener: TcpListener,
-    queue: Arc<dyn Queue>,
-    sink: Arc<dyn Sink>,
-    masker: Masker,
-    tuning: Tuning,
-}
+/// The health listener bound, with the queue, database, masker and tuning
+/// it drains with.
+pub struct Application(Bound<Parts>);
+
+/// What the writer drains with: the queue, the database, the masker, the tuning.
+type Parts = (Arc<dyn Queue>, Arc<dyn Sink>, Masker, Tuning);
 
 impl Application {
     /// What `sluice-writer serve` runs: the masker, the queue (answering)
@@ -67,12 +65,12 @@ impl Application {
     pub async fn connect(config: Config) -> Result<Self, StartError> {
         let masker = config.pii.masker()?;
         let database = config.database_url()?;
-        let queue = queue::connect_checked(config.queue_url()?).await?;
+        let queue = queue::connect_checked(config.queue()?).await?;
         let sink = connect_sink(database, &config.tuning).await?;
-        let addr = config.service.addr;
-        Self::build(addr, queue, sink, masker, config.tuning)
+        let service = config.service;
+        Self::build(service.addr, queue, sink, masker, config.tuning)
             .await
-            .map_err(|e| StartError::listen("WRITER_ADDR", addr, &e))
+            .map_err(service.cannot_listen())
     }
 
     /// Binds the health listener; the queue and sink are already connected.
@@ -83,20 +81,13 @@ impl Application {
         masker: Masker,
         tuning: Tuning,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        Ok(Self {
-            listener,
-            queue,
-            sink,
-            masker,
-            tuning,
-        })
+        Bound::bind(addr, (queue, sink, masker, tuning))
+            .await
+            .map(Self)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.0.local_addr()
     }
 
     /// Drains the queue until `shutdown` fires, then stops polling, commits
@@ -104,10 +95,13 @@ impl Application {
     /// returns.
     pub async fn run(self, shutdown: CancellationToken) {
         crate::metrics::describe();
-        let tuning = self.tuning;
+        let Bound {
+            listener,
+            parts: (queue, sink, masker, tuning),
+        } = self.0;
         let leases = Leases::new(tuning.visibility);
         let classifier = Arc::new(
-            Classifier::new(self.masker, tuning.max_record_bytes)
+            Classifier::new(masker, tuning.max_record_bytes)
                 .with_max_rejected_bytes(tuning.max_rejected_bytes),
         );
         // Room for two receives per consumer: enough to keep batches full, small
@@ -119,13 +113,12 @@ impl Application {
         let http_stop = CancellationToken::new();
         let http = {
             let state = HttpState {
-                queue: Arc::clone(&self.queue),
-                sink: Arc::clone(&self.sink),
+                queue: Arc::clone(&queue),
+                sink: Arc::clone(&sink),
                 health: Arc::clone(&health),
                 metrics: telemetry::metrics_handle(),
             };
             let stop = http_stop.clone();
-            let listener = self.listener;
             tokio::spawn(async move {
                 let served = axum::serve(listener, router(state))
                     .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -140,17 +133,17 @@ impl Application {
         let keeper = tokio::spawn(
             leases
                 .clone()
-                .keep_alive(Arc::clone(&self.queue), lease_stop.clone()),
+                .keep_alive(Arc::clone(&queue), lease_stop.clone()),
         );
 
         let purger = tokio::spawn(crate::purge::run(
-            Arc::clone(&self.sink),
+            Arc::clone(&sink),
             tuning.idempotency_retention,
             lease_stop.clone(),
         ));
 
         let depth = tokio::spawn(crate::depth::run(
-            Arc::clone(&self.queue),
+            Arc::clone(&queue),
             tuning.queue_depth_interval,
             lease_stop.clone(),
         ));
@@ -158,7 +151,7 @@ impl Application {
         let mut consumers = JoinSet::new();
         for _ in 0..tuning.consumers {
             let consumer = Consumer {
-                queue: Arc::clone(&self.queue),
+                queue: Arc::clone(&queue),
                 classifier: Arc::clone(&classifier),
                 leases: leases.clone(),
                 deliveries: tx.clone(),
@@ -173,8 +166,8 @@ impl Application {
         drop(tx);
 
         let committer = Committer {
-            queue: Arc::clone(&self.queue),
-            sink: Arc::clone(&self.sink),
+            queue: Arc::clone(&queue),
+            sink: Arc::clone(&sink),
             leases: leases.clone(),
             batch_rows: tuning.batch_rows,
             batch_messages: tuning.batch_messages,
@@ -184,8 +177,8 @@ impl Application {
             health,
         };
         tracing::info!(
-            queue = %self.queue.describe(),
-            database = self.sink.kind(),
+            queue = %queue.describe(),
+            database = sink.kind(),
             consumers = tuning.consumers,
             "writer started"
         );

@@ -1,22 +1,16 @@
-//! Amazon SQS (and SQS-speaking emulators) through aws-sdk-sqs.
-//!
-//! Connection settings follow the standard AWS variables, with three
-//! conveniences for local use: `AWS_KEY`/`AWS_SECRET` as aliases, the
-//! endpoint taken from a non-AWS `QUEUE_URL` when `AWS_ENDPOINT_URL` is unset,
-//! and dummy credentials for local endpoints — so the SDK never falls back to
-//! probing the EC2 metadata service on a developer's machine.
+//! Amazon SQS (and SQS-speaking emulators) through aws-sdk-sqs. How to
+//! reach it (endpoint, region, credentials) is in [`settings`].
 
 mod dead_letter;
+mod settings;
 
-pub(crate) use dead_letter::target_of;
+pub use settings::{SqsSettings, client};
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::timeout::TimeoutConfig;
-use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
@@ -25,65 +19,9 @@ use aws_sdk_sqs::types::{
 
 use super::sdk_error::queue_error;
 use super::{
-    EntryFailure, Queue, QueueCounts, QueueError, QueueMessage, SendOutcome, SqsErrorKind,
+    EntryFailure, Queue, QueueCounts, QueueError, QueueMessage, Received, SendOutcome, SqsErrorKind,
 };
 use crate::backoff::Backoff;
-use crate::config::env_var;
-
-/// Where and how to reach SQS.
-#[derive(Debug, Clone, Default)]
-pub struct SqsSettings {
-    pub queue_url: String,
-    /// `AWS_ENDPOINT_URL_SQS` or `AWS_ENDPOINT_URL`.
-    pub endpoint_url: Option<String>,
-    /// `AWS_REGION` or `AWS_DEFAULT_REGION`.
-    pub region: Option<String>,
-    /// Static credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or
-    /// the `AWS_KEY`/`AWS_SECRET` aliases.
-    pub credentials: Option<(String, String)>,
-}
-
-impl SqsSettings {
-    /// Reads the standard variables (and the aliases) from the environment.
-    pub fn from_env(queue_url: String) -> Self {
-        let credentials = match (
-            env_var("AWS_ACCESS_KEY_ID").or_else(|| env_var("AWS_KEY")),
-            env_var("AWS_SECRET_ACCESS_KEY").or_else(|| env_var("AWS_SECRET")),
-        ) {
-            (Some(id), Some(secret)) => Some((id, secret)),
-            _ => None,
-        };
-        Self {
-            queue_url,
-            endpoint_url: env_var("AWS_ENDPOINT_URL_SQS").or_else(|| env_var("AWS_ENDPOINT_URL")),
-            region: env_var("AWS_REGION").or_else(|| env_var("AWS_DEFAULT_REGION")),
-            credentials,
-        }
-    }
-
-    fn is_aws_host(url: &str) -> bool {
-        origin(url).is_some_and(|o| o.ends_with(".amazonaws.com") || o.contains(".amazonaws.com:"))
-    }
-}
-
-/// `scheme://host[:port]` of a URL.
-fn origin(url: &str) -> Option<&str> {
-    let scheme_end = url.find("://")? + 3;
-    let end = url[scheme_end..]
-        .find('/')
-        .map_or(url.len(), |i| scheme_end + i);
-    Some(&url[..end])
-}
-
-/// `sqs.<region>.amazonaws.com` → region.
-fn region_from_url(url: &str) -> Option<String> {
-    let host = origin(url)?.split("://").nth(1)?;
-    let mut parts = host.split('.');
-    match (parts.next(), parts.next()) {
-        (Some("sqs"), Some(region)) if host.contains("amazonaws.com") => Some(region.to_owned()),
-        _ => None,
-    }
-}
 
 /// The URL the service itself uses for the queue. AWS and LocalStack accept
 /// any spelling of the host; some emulators (fauxqs) know a queue only by
@@ -160,61 +98,6 @@ const LOOKUP_ATTEMPT: Duration = Duration::from_secs(5);
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
-}
-
-/// Client-side timeouts: connecting fails fast, and an attempt outlives the
-/// longest long poll (20 s).
-fn timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .build()
-}
-
-/// Builds an SDK client from settings.
-pub async fn client(settings: &SqsSettings) -> Client {
-    let endpoint = settings.endpoint_url.clone().or_else(|| {
-        (!SqsSettings::is_aws_host(&settings.queue_url))
-            .then(|| origin(&settings.queue_url).map(str::to_owned))
-            .flatten()
-    });
-    let is_local = endpoint
-        .as_deref()
-        .is_some_and(|e| !SqsSettings::is_aws_host(e));
-    let region = settings
-        .region
-        .clone()
-        .or_else(|| region_from_url(&settings.queue_url))
-        .unwrap_or_else(|| "us-east-1".to_owned());
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region))
-        .timeout_config(timeouts());
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    match &settings.credentials {
-        Some((id, secret)) => {
-            loader = loader.credentials_provider(Credentials::new(
-                id,
-                secret,
-                None,
-                None,
-                "sluice-environment",
-            ));
-        }
-        None if is_local => {
-            // Emulators accept anything; this keeps the SDK off the metadata service.
-            loader = loader.credentials_provider(Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "sluice-local",
-            ));
-        }
-        None => {}
-    }
-    Client::new(&loader.load().await)
 }
 
 fn failures(failed: &[BatchResultErrorEntry]) -> Vec<EntryFailure> {
@@ -305,68 +188,47 @@ impl SqsQueue {
             .next()
             .filter(|n| !n.is_empty())
             .ok_or_else(|| QueueError::new(None, "QUEUE_URL names no queue"))?;
-        let fifo = name.ends_with(".fifo");
         let dlq_name = match name.strip_suffix(".fifo") {
             Some(base) => format!("{base}-dlq.fifo"),
             None => format!("{name}-dlq"),
         };
-        let mut create_dlq = client.create_queue().queue_name(&dlq_name);
-        if fifo {
-            create_dlq = create_dlq.attributes(QueueAttributeName::FifoQueue, "true");
-        }
-        let dlq_url = create_dlq
-            .send()
-            .await
-            .map_err(queue_error)?
-            .queue_url()
-            .unwrap_or_default()
-            .to_owned();
+        let dlq_url = create_queue(client, &dlq_name).await?.unwrap_or_default();
         let dlq_arn = attribute(client, &dlq_url, QueueAttributeName::QueueArn)
             .await?
             .ok_or_else(|| QueueError::new(None, "dead-letter queue has no ARN"))?;
-        let mut create = client.create_queue().queue_name(name);
-        if fifo {
-            create = create.attributes(QueueAttributeName::FifoQueue, "true");
-        }
-        let url = create
-            .send()
-            .await
-            .map_err(queue_error)?
-            .queue_url()
-            .unwrap_or(queue_url)
-            .to_owned();
+        let url = create_queue(client, name)
+            .await?
+            .unwrap_or_else(|| queue_url.to_owned());
         let redrive = serde_json::json!({
             "deadLetterTargetArn": dlq_arn,
             "maxReceiveCount": max_receive_count.to_string(),
         });
-        client
-            .set_queue_attributes()
-            .queue_url(&url)
-            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                visibility_timeout.as_secs().to_string(),
-            )
-            .send()
-            .await
-            .map_err(queue_error)?;
-        let source_retention = attribute(client, &url, QueueAttributeName::MessageRetentionPeriod)
-            .await?
-            .and_then(|r| r.parse::<u64>().ok());
+        set_attributes(
+            client,
+            &url,
+            [
+                (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+                (
+                    QueueAttributeName::VisibilityTimeout,
+                    visibility_timeout.as_secs().to_string(),
+                ),
+            ],
+        )
+        .await?;
+        let retention_of = |url: String| async move {
+            let kept = attribute(client, &url, QueueAttributeName::MessageRetentionPeriod).await?;
+            Ok::<_, QueueError>(kept.and_then(|r| r.parse::<u64>().ok()))
+        };
+        let source_retention = retention_of(url.clone()).await?;
         let retention = dlq_retention(source_retention);
-        client
-            .set_queue_attributes()
-            .queue_url(&dlq_url)
-            .attributes(
-                QueueAttributeName::MessageRetentionPeriod,
-                retention.to_string(),
-            )
-            .send()
-            .await
-            .map_err(queue_error)?;
-        let kept = attribute(client, &dlq_url, QueueAttributeName::MessageRetentionPeriod)
-            .await?
-            .and_then(|r| r.parse::<u64>().ok());
+        let retention_attribute = QueueAttributeName::MessageRetentionPeriod;
+        set_attributes(
+            client,
+            &dlq_url,
+            [(retention_attribute, retention.to_string())],
+        )
+        .await?;
+        let kept = retention_of(dlq_url.clone()).await?;
         if kept != Some(retention) {
             return Err(QueueError::new(
                 None,
@@ -395,21 +257,79 @@ pub fn dlq_retention(source: Option<u64>) -> u64 {
     source.map_or(DLQ_RETENTION_SECS, |s| s.max(DLQ_RETENTION_SECS))
 }
 
+/// Creates the queue `name` (a FIFO queue for a `.fifo` name) unless it
+/// exists; its URL, when the server returns one.
+async fn create_queue(client: &Client, name: &str) -> Result<Option<String>, QueueError> {
+    let mut create = client.create_queue().queue_name(name);
+    if name.ends_with(".fifo") {
+        create = create.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    let out = create.send().await.map_err(queue_error)?;
+    Ok(out.queue_url().map(str::to_owned))
+}
+
+async fn set_attributes(
+    client: &Client,
+    url: &str,
+    attributes: impl IntoIterator<Item = (QueueAttributeName, String)>,
+) -> Result<(), QueueError> {
+    let mut set = client.set_queue_attributes().queue_url(url);
+    for (name, value) in attributes {
+        set = set.attributes(name, value);
+    }
+    set.send().await.map_err(queue_error)?;
+    Ok(())
+}
+
+/// The attributes of a queue that the server reports, of those asked for.
+async fn attributes(
+    client: &Client,
+    url: &str,
+    names: &[QueueAttributeName],
+) -> Result<HashMap<QueueAttributeName, String>, QueueError> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .set_attribute_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map_err(queue_error)?;
+    Ok(out.attributes().cloned().unwrap_or_default())
+}
+
 /// One attribute of a queue, when the server reports it.
 async fn attribute(
     client: &Client,
     url: &str,
     name: QueueAttributeName,
 ) -> Result<Option<String>, QueueError> {
-    Ok(client
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(name.clone())
-        .send()
-        .await
-        .map_err(queue_error)?
-        .attributes()
-        .and_then(|a| a.get(&name).cloned()))
+    Ok(attributes(client, url, std::slice::from_ref(&name))
+        .await?
+        .remove(&name))
+}
+
+/// A count attribute; 0 when the server does not report it.
+fn count(attributes: &HashMap<QueueAttributeName, String>, name: &QueueAttributeName) -> u64 {
+    attributes
+        .get(name)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One batch call (`send_message_batch`, `delete_message_batch`, …) on the
+/// queue with `entries`, to its answer: written once, as the builders of
+/// the three calls share no trait.
+macro_rules! batch_call {
+    ($queue:expr, $call:ident, $entries:expr) => {
+        $queue
+            .client
+            .$call()
+            .queue_url(&$queue.queue_url)
+            .set_entries(Some($entries))
+            .send()
+            .await
+            .map_err(queue_error)?
+    };
 }
 
 #[async_trait]
@@ -421,35 +341,18 @@ impl Queue for SqsQueue {
                 .message_body(body)
                 .build()
         })?;
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(queue_error)?;
+        let out = batch_call!(self, send_message_batch, entries);
+        let sent = out.successful().iter().map(|s| {
+            let index = s.id().parse().unwrap_or(usize::MAX);
+            (index, s.message_id().to_owned())
+        });
         Ok(SendOutcome {
-            sent: out
-                .successful()
-                .iter()
-                .map(|s| {
-                    (
-                        s.id().parse().unwrap_or(usize::MAX),
-                        s.message_id().to_owned(),
-                    )
-                })
-                .collect(),
+            sent: sent.collect(),
             failed: failures(out.failed()),
         })
     }
 
-    async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, QueueError> {
+    async fn receive(&self, max: usize, wait: Duration, visibility: Duration) -> Received {
         let out = self
             .client
             .receive_message()
@@ -487,15 +390,9 @@ impl Queue for SqsQueue {
                 .receipt_handle(handle)
                 .build()
         })?;
-        let out = self
-            .client
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(queue_error)?;
-        Ok(failures(out.failed()))
+        Ok(failures(
+            batch_call!(self, delete_message_batch, entries).failed(),
+        ))
     }
 
     async fn change_visibility_batch(
@@ -510,57 +407,37 @@ impl Queue for SqsQueue {
                 .visibility_timeout(timeout.as_secs() as i32)
                 .build()
         })?;
-        let out = self
-            .client
-            .change_message_visibility_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(queue_error)?;
+        let out = batch_call!(self, change_message_visibility_batch, entries);
         Ok(failures(out.failed()))
     }
 
     async fn depth(&self) -> Result<u64, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(queue_error)?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+        let visible = QueueAttributeName::ApproximateNumberOfMessages;
+        let found = attributes(
+            &self.client,
+            &self.queue_url,
+            std::slice::from_ref(&visible),
+        );
+        Ok(count(&found.await?, &visible))
     }
 
     async fn counts(&self) -> Result<QueueCounts, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .map_err(queue_error)?;
-        let n = |name: QueueAttributeName| {
-            out.attributes()
-                .and_then(|a| a.get(&name))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
+        let names = [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ];
+        let found = attributes(&self.client, &self.queue_url, &names).await?;
         Ok(QueueCounts {
-            visible: n(QueueAttributeName::ApproximateNumberOfMessages),
-            in_flight: n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            visible: count(&found, &names[0]),
+            in_flight: count(&found, &names[1]),
         })
     }
 
     async fn dead_letter_counts(&self) -> Result<Option<QueueCounts>, QueueError> {
-        self.dead_letter_counts_via_policy().await
+        match self.dead_letter_queue().await? {
+            Some(dead_letter) => dead_letter.counts().await.map(Some),
+            None => Ok(None),
+        }
     }
 
     fn describe(&self) -> String {
@@ -571,23 +448,6 @@ impl Queue for SqsQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origins_and_regions() {
-        assert_eq!(
-            origin("http://localhost:4566/000000000000/q"),
-            Some("http://localhost:4566")
-        );
-        assert_eq!(
-            region_from_url("https://sqs.eu-west-1.amazonaws.com/123/q").as_deref(),
-            Some("eu-west-1")
-        );
-        assert_eq!(region_from_url("http://localhost:4566/0/q"), None);
-        assert!(SqsSettings::is_aws_host(
-            "https://sqs.eu-west-1.amazonaws.com/123/q"
-        ));
-        assert!(!SqsSettings::is_aws_host("http://127.0.0.1:9324/0/q"));
-    }
 
     #[test]
     fn dead_letters_are_kept_longest() {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 use sluice_core::queue::sqs::{SqsQueue, SqsSettings};
-use sluice_core::queue::{EntryFailure, Queue, QueueError, QueueMessage, SendOutcome};
+use sluice_core::queue::{EntryFailure, Queue, QueueError, Received, SendOutcome};
 use sluice_core::wire::{Item, decode_body};
 use sluice_ingest::batcher::BatchSettings;
 use sluice_ingest::configuration::Settings;
@@ -396,12 +396,7 @@ impl Queue for Wrapped {
         Ok(outcome)
     }
 
-    async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, QueueError> {
+    async fn receive(&self, max: usize, wait: Duration, visibility: Duration) -> Received {
         self.inner.receive(max, wait, visibility).await
     }
 

@@ -19,7 +19,7 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 use sluice_core::classify::Classifier;
-use sluice_core::config::ConfigError;
+use sluice_core::config::{ConfigError, StartError};
 use sluice_core::queue::QueueError;
 use sluice_core::queue::dead_letter::{self, WithDeadLetter};
 
@@ -56,14 +56,19 @@ pub enum DlqCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
+    /// A setting, or the queue that cannot be opened.
     #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("QUEUE_URL: cannot open the queue and its dead-letter queue at {url}: {reason}")]
-    Open { url: String, reason: String },
+    Start(#[from] StartError),
     #[error("dlq {doing}: {reason}")]
     Queue { doing: &'static str, reason: String },
     #[error("dlq: cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl From<ConfigError> for DlqError {
+    fn from(e: ConfigError) -> Self {
+        Self::Start(e.into())
+    }
 }
 
 impl DlqError {
@@ -77,7 +82,7 @@ impl DlqError {
 
 /// Runs one `dlq` subcommand, printing its result on stdout.
 pub async fn run(config: &Config, args: DlqArgs) -> Result<(), DlqError> {
-    let url = config.queue_url()?;
+    let settings = config.queue()?;
     // Settings are checked before anything is opened.
     let classifier = match args.command {
         DlqCommand::Peek { .. } => {
@@ -89,10 +94,12 @@ pub async fn run(config: &Config, args: DlqArgs) -> Result<(), DlqError> {
         }
         _ => None,
     };
-    let queues = dead_letter::open(url).await.map_err(|e| DlqError::Open {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
+    let queues = dead_letter::open(settings)
+        .await
+        .map_err(StartError::queue(
+            "open the queue and its dead-letter queue",
+            settings,
+        ))?;
     // Printed whole at the end: the output is short, and a buffer keeps
     // the future `Send` (a stdout lock is not).
     let mut out = Vec::new();

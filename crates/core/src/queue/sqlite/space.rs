@@ -59,12 +59,8 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// `QUEUE_MAX_BYTES` and `QUEUE_MIN_FREE_BYTES`, or their defaults.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::load(&Env::process())
-    }
-
-    /// The same from `env`, for a service's loader.
+    /// `QUEUE_MAX_BYTES` and `QUEUE_MIN_FREE_BYTES` from `env`, or their
+    /// defaults: read by a service's loader ([`crate::queue::QueueSettings`]).
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             max_bytes: env_bytes(env, "QUEUE_MAX_BYTES", DEFAULT_MAX_BYTES)?,
