@@ -230,6 +230,37 @@ async fn bare_postgres(url: &str, rows: &[LoginRow]) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The other reference: one binary `COPY … FROM STDIN` of every row, with
+/// the sink's own encoder (`copy_logins`), no receipts, no queue.
+async fn bare_postgres_copy(url: &str, rows: &[LoginRow]) -> f64 {
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let started = Instant::now();
+    let copied = sluice_core::sink::postgres::copy_logins(&mut c, rows, today)
+        .await
+        .unwrap();
+    assert_eq!(copied, rows.len() as u64);
+    started.elapsed().as_secs_f64()
+}
+
+/// Both bare PostgreSQL loads, UNNEST into `unnest_db` (migrated), COPY
+/// into a fresh database, printed; returns the seconds of the faster one,
+/// the one the writer is held to.
+async fn bare_postgres_fastest(admin: &str, unnest_db: &str, rows: &[LoginRow]) -> f64 {
+    let copy_db = fresh_pg(admin).await;
+    migrate(&copy_db).await;
+    let unnest = bare_postgres(unnest_db, rows).await;
+    let copy = bare_postgres_copy(&copy_db, rows).await;
+    let n = rows.len() as f64;
+    println!(
+        "postgres  bare UNNEST: {:>9.0} rows/s ({unnest:.2} s)   bare COPY binary: {:>9.0} rows/s ({copy:.2} s)   fastest: {}",
+        n / unnest,
+        n / copy,
+        if copy < unnest { "COPY" } else { "UNNEST" }
+    );
+    unnest.min(copy)
+}
+
 /// The reference: one cached INSERT per row, 10,000 rows per transaction,
 /// WAL with synchronous=FULL like the writer.
 fn bare_sqlite(path: &str, rows: &[LoginRow]) -> f64 {
@@ -308,7 +339,7 @@ async fn main() {
         migrate(&bare_db).await;
         let d = drain(&endpoint, &bodies, &writer_db, n as i64).await;
         let bare = if kind == "postgres" {
-            bare_postgres(&bare_db, &rows).await
+            bare_postgres_fastest(&admin, &bare_db, &rows).await
         } else {
             let path = bare_db.trim_start_matches("sqlite://").to_owned();
             let rows = rows.clone();

@@ -5,16 +5,20 @@
 //! 1. one `INSERT INTO sluice_receipts … SELECT FROM UNNEST(keys, counts)
 //!    ON CONFLICT DO NOTHING RETURNING message_key`: the keys that come back
 //!    are the new messages, every other key is a redelivery (a duplicate);
-//! 2. per table, `INSERT … SELECT FROM UNNEST($1::varchar[], …)` with one
+//! 2. `user_logins`, which has no key, by one binary `COPY … FROM STDIN`
+//!    of the new messages' rows (`copy`): the fastest load measured, and
+//!    the receipts already keep a redelivered message's rows out;
+//! 3. per other table, `INSERT … SELECT FROM UNNEST($1::text[], …)` with one
 //!    array per column, for the rows of the new messages only (TUNE tables
 //!    with `ON CONFLICT DO NOTHING`: an `event_id` or adjustment already
 //!    stored, from another message, is skipped);
-//! 3. commit.
+//! 4. commit.
 //!
 //! UNNEST binds one parameter per *column*, not per value, so a batch of any
-//! size stays far below PostgreSQL's 65,535-parameter limit, and it was the
-//! fastest method measured (ARCHITECTURE.md, "Measured choices"). Rows are
-//! still sent in chunks of `CHUNK_ROWS` to bound the size of one statement.
+//! size stays far below PostgreSQL's 65,535-parameter limit, and unlike COPY
+//! it can skip keys already stored (ARCHITECTURE.md, "Measured choices").
+//! Rows are still sent in chunks of `CHUNK_ROWS` to bound the size of one
+//! statement.
 //!
 //! Columns are always named in the `INSERT`, so a `user_logins` table that
 //! someone else created (same columns, any order) works as well.
@@ -24,6 +28,7 @@
 //! and identifiers, never `detail()` or `where()`, which echo row values.
 //! TLS failures that no retry fixes are configuration errors (`tls`).
 
+mod copy;
 mod idempotency;
 mod tls;
 
@@ -31,9 +36,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgPool, PgPoolOptions};
 
+pub use self::copy::copy_logins;
 use self::idempotency::claim_identities;
 use super::{Sink, SinkError};
 use crate::records::{
@@ -131,10 +137,12 @@ impl Sink for PostgresSink {
         // request) are dropped here, in the same transaction as the rows.
         let new = claim_identities(&mut tx, new).await?;
 
+        // Collected rather than streamed: an iterator with closures over
+        // `new` held across the awaits is not `Send` for async_trait.
         let logins: Vec<&LoginRow> = new.iter().flat_map(|m| &m.logins).collect();
         let mut logins_written = 0;
-        for chunk in logins.chunks(CHUNK_ROWS) {
-            logins_written += insert_logins(&mut tx, chunk, batch.written_on).await?;
+        if !logins.is_empty() {
+            logins_written = copy_logins(&mut tx, logins, batch.written_on).await?;
         }
 
         // Sorted by key (stable: the first of equal keys is the one kept), so
@@ -227,40 +235,6 @@ async fn insert_receipts(
     .await
     .map_err(|e| classify("inserting sluice_receipts", e))?;
     Ok(inserted.into_iter().collect())
-}
-
-/// Inserts login rows; `create_date` is the batch's date.
-async fn insert_logins(
-    conn: &mut PgConnection,
-    rows: &[&LoginRow],
-    written_on: NaiveDate,
-) -> Result<u64, SinkError> {
-    let user_id: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
-    let device_type: Vec<Option<&str>> = rows.iter().map(|r| r.device_type.as_deref()).collect();
-    let masked_ip: Vec<Option<&str>> = rows.iter().map(|r| r.masked_ip.as_deref()).collect();
-    let masked_device_id: Vec<Option<&str>> =
-        rows.iter().map(|r| r.masked_device_id.as_deref()).collect();
-    let locale: Vec<Option<&str>> = rows.iter().map(|r| r.locale.as_deref()).collect();
-    let app_version: Vec<Option<i32>> = rows.iter().map(|r| r.app_version).collect();
-
-    // Unsized varchar[] casts: the length limits of the table's columns are
-    // then checked on assignment, and a value too long fails (22001) instead
-    // of being silently truncated as an explicit varchar(n) cast would.
-    let query = sqlx::query(
-        "INSERT INTO user_logins \
-           (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date) \
-         SELECT u.*, $7::date \
-         FROM UNNEST($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], \
-                     $5::varchar[], $6::int4[]) AS u",
-    )
-    .bind(user_id)
-    .bind(device_type)
-    .bind(masked_ip)
-    .bind(masked_device_id)
-    .bind(locale)
-    .bind(app_version)
-    .bind(written_on);
-    inserted(conn, query, "user_logins").await
 }
 
 /// One amount column as text, for an exact `::numeric` cast.
