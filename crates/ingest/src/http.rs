@@ -160,7 +160,7 @@ async fn accept(state: &Inner, headers: &HeaderMap, body: Body) -> Result<usize,
     }
     let (max_decoded, max_message) = (limits.max_decoded_body, limits.max_message_bytes);
     let (budget, retry_after) = (state.budget.clone(), limits.retry_after);
-    let events = tokio::task::spawn_blocking(move || {
+    let events = crate::cpu::run(move || {
         let mut room = room;
         let json = body::decode_within(raw, encoding, max_decoded, inflated, &budget, &mut room)
             .map_err(|e| e.unwrap_or(ApiError::Overloaded { retry_after }))?;

@@ -15,6 +15,7 @@ pub mod body;
 pub mod budget;
 pub mod cli;
 pub mod configuration;
+mod cpu;
 pub mod enqueue;
 pub mod error;
 pub mod events;

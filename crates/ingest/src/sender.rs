@@ -237,8 +237,15 @@ impl Flush {
     fn pack(&mut self, parts: Vec<Part>, max: usize, merged: bool) {
         let events = Arc::clone(&self.events);
         self.packing += 1;
-        self.tasks.spawn_blocking(move || {
-            let result = pack_parts(&events, &parts, max);
+        self.tasks.spawn(async move {
+            let task = {
+                let parts = parts.clone();
+                crate::cpu::run(move || pack_parts(&events, &parts, max))
+            };
+            // A packing that panicked: none of its requests can be told yes.
+            let result = task
+                .await
+                .unwrap_or_else(|e| Err(Unpacked::Failed(format!("packing failed: {e}"))));
             Done::Packed {
                 parts,
                 result,
