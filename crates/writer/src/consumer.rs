@@ -30,8 +30,12 @@ pub struct Delivery {
 
 /// Decodes and classifies one message. The receipt key is the envelope id
 /// when there is one, so the same envelope sent twice lands once.
-pub fn to_delivery(classifier: &Classifier, message: QueueMessage) -> Delivery {
+pub fn to_delivery(classifier: &Classifier, mut message: QueueMessage) -> Delivery {
     let rows = classifier.body_rows(message.body.as_bytes(), &message.message_id);
+    // Only the id and receipt handle are needed from here on; a body kept
+    // until the commit (up to 256 KiB per message) would be held beside its
+    // decoded rows for every delivery in the budget.
+    message.body = String::new();
     Delivery {
         message,
         rows,
