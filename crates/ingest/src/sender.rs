@@ -243,9 +243,10 @@ impl Flush {
                 crate::cpu::run(move || pack_parts(&events, &parts, max))
             };
             // A packing that panicked: none of its requests can be told yes.
+            // The panic's payload is not repeated: it could quote an event.
             let result = task
                 .await
-                .unwrap_or_else(|e| Err(Unpacked::Failed(format!("packing failed: {e}"))));
+                .unwrap_or_else(|_| Err(Unpacked::Failed("the packing task panicked".into())));
             Done::Packed {
                 parts,
                 result,
