@@ -8,6 +8,9 @@ use sluice_ingest::cli::{Cli, run};
 
 // Parsing and packing allocate and free per request on many threads;
 // mimalloc keeps that off the profile (as in the writer).
+// `--features system-alloc` builds with the system allocator instead, so
+// heap profilers that hook malloc (heaptrack, massif) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -8,6 +8,9 @@ use sluice_writer::cli::{Cli, run};
 
 // Decoding allocates a JSON tree per envelope and frees it on another thread;
 // glibc malloc spent ~40% of the writer's CPU on that in the drain benchmark.
+// `--features system-alloc` builds with the system allocator instead, so
+// heap profilers that hook malloc (heaptrack, massif) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
