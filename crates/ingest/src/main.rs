@@ -3,11 +3,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_core::config::{exit_code, start};
+use sluice_core::config::{exit_code, refuse, start};
 use sluice_ingest::cli::{Cli, run};
 
 fn main() -> ExitCode {
-    cap_malloc_arenas();
+    if let Err(line) = cap_malloc_arenas() {
+        return refuse(line);
+    }
     start(|| async { exit_code(run(Cli::parse()).await) })
 }
 
@@ -23,18 +25,22 @@ fn main() -> ExitCode {
 /// glibc reads `MALLOC_ARENA_MAX` only as a process starts, and setting it
 /// from inside (`mallopt`) takes `unsafe`, which the workspace forbids; so
 /// ingest executes itself again, once, with the variable set. An operator's
-/// own `MALLOC_ARENA_MAX` is kept as it is, and should the re-execution fail
+/// own `MALLOC_ARENA_MAX` is kept as it is (one glibc cannot read, which it
+/// would silently ignore, is refused), and should the re-execution fail
 /// ingest simply runs on with glibc's default.
-fn cap_malloc_arenas() {
+fn cap_malloc_arenas() -> Result<(), &'static str> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
 
-        if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-            return;
+        if let Some(value) = std::env::var_os("MALLOC_ARENA_MAX") {
+            return match value.to_str().and_then(|v| v.trim().parse::<u32>().ok()) {
+                Some(arenas) if arenas > 0 => Ok(()),
+                _ => Err("MALLOC_ARENA_MAX: must be a whole number above 0"),
+            };
         }
         let Ok(exe) = std::env::current_exe() else {
-            return;
+            return Ok(());
         };
         let mut args = std::env::args_os();
         let mut command = std::process::Command::new(exe);
@@ -44,4 +50,5 @@ fn cap_malloc_arenas() {
         // `exec` only returns on failure; the process then goes on as it is.
         let _failed = command.args(args).env("MALLOC_ARENA_MAX", "2").exec();
     }
+    Ok(())
 }

@@ -102,6 +102,8 @@ async fn bad_settings_stop_with_one_line() {
         ("INGEST_REQUEST_TIMEOUT_SECS", "0"),
         ("INGEST_SEND_CONCURRENCY", "0"),
         ("LOG_FORMAT", "xml"),
+        ("MALLOC_ARENA_MAX", "two"),
+        ("MALLOC_ARENA_MAX", "0"),
     ] {
         startup_error(&with(variable, value), variable).await;
     }
