@@ -34,8 +34,12 @@ fn cap_malloc_arenas() -> Result<(), &'static str> {
         use std::os::unix::process::CommandExt;
 
         if let Some(value) = std::env::var_os("MALLOC_ARENA_MAX") {
-            return match value.to_str().and_then(|v| v.trim().parse::<u32>().ok()) {
-                Some(arenas) if arenas > 0 => Ok(()),
+            // Not UTF-8: `start` refuses it with every other such setting.
+            let Some(value) = value.to_str() else {
+                return Ok(());
+            };
+            return match value.trim().parse::<u32>() {
+                Ok(arenas) if arenas > 0 => Ok(()),
                 _ => Err("MALLOC_ARENA_MAX: must be a whole number above 0"),
             };
         }
