@@ -3,7 +3,8 @@
 //! (`Classifier::body_rows`, which reads plain logins straight from the JSON
 //! text). `cargo run --release -p sluice-core --example decode_bench`
 //!
-//! mimalloc, as in the writer: the allocator decides much of the cost here.
+//! glibc malloc with two arenas, as in the writer (`sluice_core::malloc`):
+//! the allocator decides much of the cost here.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -13,10 +14,8 @@ use sluice_core::masking::{Keyring, Masker, PiiKey, Policy};
 use sluice_core::wire::{Envelope, decode_body};
 use sluice_testkit::json::login_record;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
+    sluice_core::malloc::cap_arenas().unwrap();
     let records: Vec<_> = (0..200_000)
         .map(|i| login_record(i, format!("bench-{i:08}-0123456789abcdef0123")))
         .collect();

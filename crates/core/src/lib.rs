@@ -11,6 +11,7 @@ pub mod fields;
 pub mod idempotency;
 pub mod key_file;
 pub mod login;
+pub mod malloc;
 pub mod masking;
 pub mod message_key;
 pub mod queue;

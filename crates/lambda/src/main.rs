@@ -10,12 +10,12 @@ use sluice_core::queue::sqs::SqsQueue;
 use sluice_core::telemetry;
 use sluice_ingest_lambda::{Config, app};
 
-// As in sluice-ingest: parsing and packing allocate per request.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// `.env` is for `cargo lambda watch` on a developer's machine; Lambda has none.
 fn main() -> ExitCode {
+    // glibc malloc with two arenas, as in sluice-ingest: `sluice_core::malloc` says why.
+    if let Err(line) = sluice_core::malloc::cap_arenas() {
+        return refuse(line);
+    }
     start(run)
 }
 

@@ -14,10 +14,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// As in the two services: many small allocations on many threads.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "sluice",
@@ -38,6 +34,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // glibc malloc with two arenas, as in the two services: `sluice_core::malloc` says why.
+    if let Err(line) = sluice_core::malloc::cap_arenas() {
+        return sluice_core::config::refuse(line);
+    }
     sluice_core::config::start(|| async {
         match Cli::parse().command {
             Command::Up(args) => sluice_core::config::exit_code(up::run(args).await),

@@ -3,17 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_core::config::{exit_code, start};
+use sluice_core::config::{exit_code, refuse, start};
+use sluice_core::malloc;
 use sluice_writer::cli::{Cli, run};
 
-// Decoding allocates a JSON tree per envelope and frees it on another thread;
-// glibc malloc spent ~40% of the writer's CPU on that in the drain benchmark.
-// `--features system-alloc` builds with the system allocator instead, so
-// heap profilers that hook malloc (heaptrack, massif) see every allocation.
-#[cfg(not(feature = "system-alloc"))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    // glibc malloc with two arenas: `sluice_core::malloc` says why.
+    if let Err(line) = malloc::cap_arenas() {
+        return refuse(line);
+    }
     start(|| async { exit_code(run(Cli::parse()).await) })
 }
