@@ -64,6 +64,7 @@ impl Application {
     /// What `sluice-ingest` runs: the queue `config` names, connected and
     /// answering, and the listener bound.
     pub async fn connect(config: Config) -> Result<Self, StartError> {
+        sluice_core::telemetry::install_metrics_in_background();
         let queue = queue::connect_checked(&config.queue).await?;
         let service = config.service;
         Self::build(service.addr, queue, config.settings)

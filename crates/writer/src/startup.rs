@@ -63,6 +63,7 @@ impl Application {
     /// and the database (migrated) that `config` names, and the health
     /// listener bound.
     pub async fn connect(config: Config) -> Result<Self, StartError> {
+        telemetry::install_metrics_in_background();
         let masker = config.pii.masker()?;
         let database = config.database_url()?;
         let queue = queue::connect_checked(config.queue()?).await?;
