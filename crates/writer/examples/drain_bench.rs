@@ -8,7 +8,8 @@
 //!
 //! Run with `scripts/bench` (starts fauxqs and a throwaway PostgreSQL,
 //! builds release). Reads `SLUICE_TEST_SQS_ENDPOINT`,
-//! `SLUICE_TEST_DATABASE_URL`, and `BENCH_ROWS` (default 200000).
+//! `SLUICE_TEST_DATABASE_URL`, `BENCH_ROWS` (default 200000) and
+//! `BENCH_DATABASES` (default `postgres,sqlite`).
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
@@ -360,7 +361,12 @@ async fn main() {
         records.len().div_ceil(bodies.len())
     );
     let dir = tempfile::tempdir().unwrap();
-    for kind in ["postgres", "sqlite"] {
+    let databases = std::env::var("BENCH_DATABASES").unwrap_or_else(|_| "postgres,sqlite".into());
+    for kind in databases.split(',').map(str::trim) {
+        assert!(
+            matches!(kind, "postgres" | "sqlite"),
+            "BENCH_DATABASES: {kind}?"
+        );
         let (writer_db, bare_db, keyed_db) = if kind == "postgres" {
             (
                 fresh_pg(&admin).await,

@@ -338,7 +338,7 @@ impl Default for Tuning {
             db_connections: 4,
             shutdown_timeout: Duration::from_secs(30),
             max_receive_count: None,
-            max_held_rows: 40_000,
+            max_held_rows: 20_000,
             idempotency_retention: Duration::from_secs(3600 * DEFAULT_RETENTION_HOURS),
             queue_depth_interval: Duration::from_secs(15),
         }
