@@ -25,6 +25,8 @@ const NOT_SETTINGS: &[&str] = &[
     "USER",
     "AWS_LAMBDA_RUNTIME_API",
     "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
+    // glibc's own; `core::malloc` only looks whether it sets the arenas.
+    "GLIBC_TUNABLES",
 ];
 /// Read by libraries rather than by a call in our sources.
 const READ_BY_LIBRARIES: &[&str] = &["RUST_LOG"];

@@ -104,6 +104,9 @@ async fn bad_settings_stop_with_one_line() {
         ("LOG_FORMAT", "xml"),
         ("MALLOC_ARENA_MAX", "two"),
         ("MALLOC_ARENA_MAX", "0"),
+        // glibc reads neither, and would silently run on its default.
+        ("MALLOC_ARENA_MAX", "2 "),
+        ("MALLOC_ARENA_MAX", "02"),
     ] {
         startup_error(&with(variable, value), variable).await;
     }
@@ -257,4 +260,43 @@ async fn serves_logs_no_content_and_stops(queue: TestQueue, mut env: Vec<(&'stat
         .await
         .assert_exactly_once("event_id", &events);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `core::malloc`: the binary executes itself once with two glibc arenas,
+/// keeps an operator's own value, and never executes itself twice (a
+/// binary whose `MALLOC_ARENA_MAX` glibc removes would otherwise loop).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn runs_on_two_malloc_arenas_unless_told_otherwise() {
+    for (given, expected) in [
+        (vec![], Some("2")),
+        (vec![("MALLOC_ARENA_MAX", "3".to_owned())], Some("3")),
+        (vec![("SLUICE_MALLOC_REEXECUTED", "1".to_owned())], None),
+    ] {
+        let queue = TestQueue::embedded();
+        let dir = tempfile_dir();
+        let mut env = given.clone();
+        env.extend([
+            ("QUEUE_URL", queue.url().to_owned()),
+            ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+        ]);
+        let mut child = ingest(&dir, &env).spawn().unwrap();
+        let pid = child.id().unwrap();
+        let mut stderr = log_lines(child.stderr.take().unwrap());
+        let mut logs = String::new();
+        logged_address(&mut stderr, "ingest listening", &mut logs).await;
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let arenas = environ
+            .split(|b| *b == 0)
+            .find_map(|v| v.strip_prefix(b"MALLOC_ARENA_MAX="))
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        assert_eq!(arenas.as_deref(), expected, "given {given:?}");
+        sigterm(pid);
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("stops within 30 s")
+            .unwrap();
+        assert!(status.success(), "{status:?}\n{logs}");
+    }
 }
