@@ -40,7 +40,7 @@ impl Default for BatchSettings {
             enqueue_timeout: Duration::from_millis(5_000),
             flush_concurrency: 4,
             send_concurrency: 8,
-            max_pending_bytes: 32 * 1024 * 1024,
+            max_pending_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -195,8 +195,8 @@ async fn rejected_payloads_are_bounded(backend: Backend, kind: &str) {
     let db = require!(TestDb::fresh(kind, dir.path()).await);
     let max = 64 * 1024;
     // ~2 MiB expanded (32 times the bound), ~27 KB on the queue: zlib-rs's
-    // fastest level, which the envelope uses, matches runs of at most 258
-    // bytes, so a run of spaces compresses ~100:1, not a thousand.
+    // fastest level, which the envelope uses, codes with fixed Huffman
+    // tables, so a run of spaces compresses ~100:1, not a thousand.
     let spaces = encode_body(&vec![b' '; 2 << 20]);
     let bad_utf8 =
         encode_body(&[b"{\"ip\": \"198.51.100.91\"".as_slice(), &[0xff; 1 << 20]].concat());
