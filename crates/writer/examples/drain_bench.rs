@@ -391,7 +391,7 @@ async fn main() {
         let writer_rate = n as f64 / d.seconds;
         let bare_rate = n as f64 / bare;
         println!(
-            "{kind:8}  writer: {writer_rate:>9.0} rows/s ({:.2} s; {:.2} s from exec, ratio {:.2}; CPU {:.2} s, peak RSS {} MiB)   bare bulk load: {bare_rate:>9.0} rows/s ({bare:.2} s)   ratio {:.2}",
+            "{kind:8}  writer: {writer_rate:>9.0} rows/s ({:.2} s; {:.2} s from exec, ratio from exec {:.2}; CPU {:.2} s, peak RSS {} MiB)   bare bulk load: {bare_rate:>9.0} rows/s ({bare:.2} s)   ratio {:.2}",
             d.seconds,
             d.with_start_seconds,
             bare / d.with_start_seconds,
