@@ -303,6 +303,19 @@ pub fn check_utf8_env() -> Result<(), ConfigError> {
 }
 
 fn dotenv_file() -> Result<(), String> {
+    // glibc reads it only as the process starts, before `.env` is read: in
+    // `.env` it would be silently ignored.
+    if let Ok(entries) = dotenvy::dotenv_iter()
+        && entries
+            .flatten()
+            .any(|(name, _)| name == "MALLOC_ARENA_MAX")
+    {
+        return Err(
+            "MALLOC_ARENA_MAX: has no effect in .env (glibc reads it as the process \
+                    starts); set it in the environment"
+                .to_owned(),
+        );
+    }
     match dotenvy::dotenv() {
         Err(dotenvy::Error::LineParse(_, index)) => Err(format!(
             ".env: a line does not parse (at character {index}); expected NAME=value"

@@ -115,6 +115,23 @@ async fn bad_settings_stop_with_one_line() {
     assert!(line.contains("cannot reach the queue"), "{line}");
 }
 
+/// glibc has read its arenas before `.env` is: there the setting would do
+/// nothing, silently.
+#[tokio::test]
+async fn malloc_arena_max_in_the_env_file_is_refused() {
+    let dir = tempfile_dir();
+    std::fs::write(dir.join(".env"), "MALLOC_ARENA_MAX=4\n").unwrap();
+    let out = ingest(&dir, &valid_env()).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: MALLOC_ARENA_MAX: "),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn a_malformed_env_file_is_reported_without_its_content() {
     let dir = tempfile_dir();
