@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_testkit::process::{log_lines, logged_address, sigterm};
+use sluice_testkit::process::{LogLines, log_lines, logged_address, sigterm};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -26,6 +26,39 @@ const SECRET_ID: &str = "device-7f3a9c-secret";
 /// The binary with a cleared environment holding only `env`, run in `dir`.
 pub(crate) fn ingest(dir: &Path, env: &[(&str, String)]) -> Command {
     sluice_testkit::process::command(BIN, dir, env, &[])
+}
+
+/// A binary started on `127.0.0.1:0` with JSON logs, up and listening.
+pub(crate) struct Started {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    pub stderr: LogLines,
+    /// The log lines read so far.
+    pub logs: String,
+    /// The address from the start-up log line.
+    pub addr: String,
+}
+
+/// Starts the binary with `env` (plus a random port and JSON logs) in `dir`
+/// and waits for its start-up log line.
+pub(crate) async fn start_ingest(dir: &Path, env: &[(&str, String)]) -> Started {
+    let mut env = env.to_vec();
+    env.extend([
+        ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+    ]);
+    let mut child = ingest(dir, &env).spawn().unwrap();
+    let pid = child.id().unwrap();
+    let mut stderr = log_lines(child.stderr.take().unwrap());
+    let mut logs = String::new();
+    let addr = logged_address(&mut stderr, "ingest listening", &mut logs).await;
+    Started {
+        child,
+        pid,
+        stderr,
+        logs,
+        addr,
+    }
 }
 
 /// Runs with `env` and checks the contract for a bad setting: exit 2,
@@ -180,17 +213,16 @@ async fn serves_an_embedded_queue_and_stops_on_sigterm() {
 async fn serves_logs_no_content_and_stops(queue: TestQueue, mut env: Vec<(&'static str, String)>) {
     let dir = tempfile_dir();
     env.extend([
-        ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
         ("INGEST_TOKEN", "tok-123".to_owned()),
-        ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "info,sluice_ingest=trace".to_owned()),
     ]);
-    let mut child = ingest(&dir, &env).spawn().unwrap();
-    let pid = child.id().unwrap();
-    let mut stderr = log_lines(child.stderr.take().unwrap());
-    let mut logs = String::new();
-    // The address comes from the start-up log line.
-    let addr = logged_address(&mut stderr, "ingest listening", &mut logs).await;
+    let Started {
+        mut child,
+        pid,
+        mut stderr,
+        mut logs,
+        addr,
+    } = start_ingest(&dir, &env).await;
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/events");
     let post = |body: String, ct: &'static str| {
@@ -293,16 +325,14 @@ async fn runs_on_two_malloc_arenas_unless_told_otherwise() {
         let queue = TestQueue::embedded();
         let dir = tempfile_dir();
         let mut env = given.clone();
-        env.extend([
-            ("QUEUE_URL", queue.url().to_owned()),
-            ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
-            ("LOG_FORMAT", "json".to_owned()),
-        ]);
-        let mut child = ingest(&dir, &env).spawn().unwrap();
-        let pid = child.id().unwrap();
-        let mut stderr = log_lines(child.stderr.take().unwrap());
-        let mut logs = String::new();
-        logged_address(&mut stderr, "ingest listening", &mut logs).await;
+        env.push(("QUEUE_URL", queue.url().to_owned()));
+        let Started {
+            mut child,
+            pid,
+            stderr: _stderr,
+            logs,
+            ..
+        } = start_ingest(&dir, &env).await;
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         let arenas = environ
             .split(|b| *b == 0)

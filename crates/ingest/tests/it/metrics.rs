@@ -4,11 +4,9 @@
 //! to say.
 #![allow(clippy::unwrap_used)]
 
-use serde_json::json;
-use sluice_testkit::process::{log_lines, logged_address};
-
-use crate::binary::ingest;
+use crate::binary::{Started, start_ingest};
 use crate::helpers::*;
+use serde_json::json;
 
 #[tokio::test]
 async fn every_ingest_metric_is_described_and_promtool_is_satisfied() {
@@ -16,13 +14,15 @@ async fn every_ingest_metric_is_described_and_promtool_is_satisfied() {
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("QUEUE_URL", queue.url().to_owned()),
-        ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
-        ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let mut child = ingest(dir.path(), &env).spawn().unwrap();
-    let mut stderr = log_lines(child.stderr.take().unwrap());
-    let addr = logged_address(&mut stderr, "ingest listening", &mut String::new()).await;
+    // The log pipe stays open (held, unread) while the binary runs.
+    let Started {
+        mut child,
+        addr,
+        stderr: _stderr,
+        ..
+    } = start_ingest(dir.path(), &env).await;
     let client = reqwest::Client::new();
     let events = format!("http://{addr}/events");
     // One accepted request and one refused: requests, events, messages,
